@@ -1,0 +1,19 @@
+"""The tracker's domain logic: swarms, peers, announce, scrape, expiry.
+
+Pure Python: no network imports, and time is always passed in.
+"""
+from tracker.core.swarm import (
+    DOOR_HTTP, DOOR_LINE, DOOR_UDP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED,
+    EVENT_STOPPED, PeerRecord, Swarm, compact_address,
+)
+from tracker.core.tracker import (
+    AnnounceRequest, AnnounceResult, ScrapeEntry, TrackerCore, TrackerError,
+    TrackerSettings, TrackerStats,
+)
+
+__all__ = [
+    "DOOR_HTTP", "DOOR_LINE", "DOOR_UDP", "EVENT_COMPLETED", "EVENT_NONE",
+    "EVENT_STARTED", "EVENT_STOPPED", "PeerRecord", "Swarm", "compact_address",
+    "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",
+    "TrackerError", "TrackerSettings", "TrackerStats",
+]

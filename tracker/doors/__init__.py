@@ -1,0 +1,1 @@
+"""Doors onto the core: each parses one wire format, calls the core, formats the reply."""

@@ -1,0 +1,362 @@
+"""The HTTP door: a lean HTTP/1.1 server for `/announce` and `/scrape`.
+
+Built on `Protocol` rather than `twisted.web` because this is the hot path
+(about 20 µs against 116 µs of CPU per request, measured on this machine).
+It speaks just enough HTTP: GET and HEAD, HTTP/1.0 and 1.1, keep-alive and
+`Connection: close`, pipelined requests answered in order, strict limits on
+the request head, and timeouts for idle connections and half-sent requests.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Dict, List, Optional, Set
+
+import attr
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from tracker.core import (
+    DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED,
+    AnnounceRequest, TrackerCore, TrackerError,
+)
+from tracker.doors.query import parse_query
+from tracker.doors.responses import (
+    announce_trailer, encode_announce_compact, encode_announce_dicts,
+    encode_failure, encode_scrape,
+)
+
+log = Logger()
+
+EVENTS: Dict[bytes, int] = {
+    b"": EVENT_NONE,
+    b"started": EVENT_STARTED,
+    b"completed": EVENT_COMPLETED,
+    b"stopped": EVENT_STOPPED,
+    # BEP 21 partial seeds send "paused"; it is a regular update here.
+    b"paused": EVENT_NONE,
+}
+
+REASONS = {
+    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+    408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 505: b"HTTP Version Not Supported",
+}
+
+MAX_COUNTER_DIGITS = 19
+
+
+@attr.s(slots=True, frozen=True)
+class HTTPDoorSettings:
+    """Limits and per-deployment choices of the HTTP door."""
+
+    allow_ip_param = attr.ib(default=False)
+    tracker_id = attr.ib(default=None)  # type: Optional[bytes]
+    warning_message = attr.ib(default=None)  # type: Optional[bytes]
+    max_request_line = attr.ib(default=8192)
+    max_header_bytes = attr.ib(default=16384)
+    max_headers = attr.ib(default=64)
+    idle_timeout_s = attr.ib(default=30.0)
+    request_timeout_s = attr.ib(default=10.0)
+
+
+class _Refused(Exception):
+    """An HTTP-level error: answered with this status, then the connection closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def normalise_ip(host: str) -> str:
+    """IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
+def packed_ip(host: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+
+
+def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int]) -> int:
+    value = params.get(name)
+    if value is None:
+        if default is None:
+            raise TrackerError("missing_" + name.decode(), "missing %s" % name.decode())
+        return default
+    if not value.isdigit() or len(value) > MAX_COUNTER_DIGITS:
+        raise TrackerError("invalid_counter", "%s must be a non-negative integer" % name.decode())
+    return int(value)
+
+
+class HTTPTrackerProtocol(Protocol):
+    """One client connection. Requests are parsed from a byte buffer; replies to
+    all requests found in one read are written together."""
+
+    factory: "HTTPTrackerFactory"
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._request_started = 0.0
+        self.last_active = 0.0
+        self._closing = False
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.core = factory.core
+        self.settings = factory.settings
+        self.peer_ip = normalise_ip(self.transport.getPeer().host)
+        self.external_ip = packed_ip(self.peer_ip)
+        self.last_active = factory.now
+        factory.connections.add(self)
+
+    def connectionLost(self, reason=None) -> None:
+        self.factory.connections.discard(self)
+
+    # -- framing ------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        now = self.factory.now
+        self.last_active = now
+        buf = self._buffer + data if self._buffer else data
+        if not self._buffer:
+            self._request_started = now
+        out: List[bytes] = []
+        settings = self.settings
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end]
+            buf = buf[end + 4:]
+            try:
+                keep_alive = self._handle(head, out)
+            except _Refused as refusal:
+                out.append(self._status_reply(refusal.status, refusal.message))
+                keep_alive = False
+            except Exception:
+                # A bug, not bad input: log it once, answer, and keep serving others.
+                log.failure("unexpected error answering {peer}", peer=self.peer_ip)
+                out.append(self._status_reply(500, "internal error"))
+                keep_alive = False
+            if not keep_alive:
+                self._close(out)
+                return
+            self._request_started = now
+        if buf:
+            refusal = self._oversized(buf, settings)
+            if refusal is not None:
+                out.append(self._status_reply(refusal.status, refusal.message))
+                self._close(out)
+                return
+        self._buffer = buf
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _oversized(self, buf: bytes, settings: HTTPDoorSettings) -> Optional[_Refused]:
+        """Refuse a partial head that has already grown past the limits."""
+        line_end = buf.find(b"\r\n")
+        if line_end < 0:
+            if len(buf) > settings.max_request_line:
+                return _Refused(414, "request line too long")
+        elif line_end > settings.max_request_line:
+            return _Refused(414, "request line too long")
+        elif len(buf) - line_end > settings.max_header_bytes:
+            return _Refused(431, "request headers too large")
+        return None
+
+    def _close(self, out: List[bytes]) -> None:
+        self._closing = True
+        self._buffer = b""
+        if out:
+            self.transport.write(b"".join(out))
+        self.transport.loseConnection()
+
+    def check_timeout(self, now: float) -> None:
+        """Called by the factory's timer: close idle and too-slow connections."""
+        if self._closing:
+            return
+        if self._buffer:
+            if now - self._request_started >= self.settings.request_timeout_s:
+                self._close([self._status_reply(408, "request not completed in time")])
+        elif now - self.last_active >= self.settings.idle_timeout_s:
+            self._closing = True
+            self.transport.loseConnection()
+
+    # -- one request --------------------------------------------------------
+
+    def _handle(self, head: bytes, out: List[bytes]) -> bool:
+        """Answer one request head into `out`; return whether to keep the connection."""
+        line_end = head.find(b"\r\n")
+        if line_end < 0:
+            request_line = head
+            header_lines = b""
+        else:
+            request_line = head[:line_end]
+            header_lines = head[line_end + 2:]
+        settings = self.settings
+        if len(request_line) > settings.max_request_line:
+            raise _Refused(414, "request line too long")
+        if len(header_lines) > settings.max_header_bytes:
+            raise _Refused(431, "request headers too large")
+        parts = request_line.split(b" ")
+        if len(parts) != 3:
+            raise _Refused(400, "malformed request line")
+        method, target, version = parts
+        if version == b"HTTP/1.1":
+            keep_alive = True
+        elif version == b"HTTP/1.0":
+            keep_alive = False
+        elif version.startswith(b"HTTP/") and version[5:6].isdigit():
+            raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        else:
+            raise _Refused(400, "malformed request line")
+
+        has_body = False
+        if header_lines:
+            lines = header_lines.split(b"\r\n")
+            if len(lines) > settings.max_headers:
+                raise _Refused(431, "too many request headers")
+            for line in lines:
+                colon = line.find(b":")
+                if colon <= 0 or line[colon - 1] in b" \t":
+                    raise _Refused(400, "malformed header line")
+                name = line[:colon].lower()
+                if name == b"connection":
+                    tokens = line[colon + 1:].lower()
+                    if b"close" in tokens:
+                        keep_alive = False
+                    elif b"keep-alive" in tokens:
+                        keep_alive = True
+                elif name == b"content-length":
+                    length = line[colon + 1:].strip()
+                    if not length.isdigit():
+                        raise _Refused(400, "bad Content-Length")
+                    has_body = int(length) > 0
+                elif name == b"transfer-encoding":
+                    has_body = True
+
+        if method != b"GET" and method != b"HEAD":
+            raise _Refused(405, "only GET and HEAD are served")
+        if has_body:
+            raise _Refused(400, "a tracker request has no body")
+
+        if target.startswith(b"http://") or target.startswith(b"https://"):
+            slash = target.find(b"/", target.find(b"//") + 2)
+            target = target[slash:] if slash >= 0 else b"/"
+        path, _, query = target.partition(b"?")
+        if path == b"/announce" or path == b"/announce/":
+            body = self._announce(query)
+        elif path == b"/scrape" or path == b"/scrape/":
+            body = self._scrape(query)
+        else:
+            out.append(self._reply(404, b"text/plain", b"not a tracker path: use /announce or /scrape\n",
+                                   method, version, keep_alive))
+            return keep_alive
+        out.append(self._reply(200, b"text/plain", body, method, version, keep_alive))
+        return keep_alive
+
+    def _reply(self, status: int, content_type: bytes, body: bytes, method: bytes,
+               version: bytes, keep_alive: bool) -> bytes:
+        if keep_alive:
+            connection = b"Connection: keep-alive\r\n" if version == b"HTTP/1.0" else b""
+        else:
+            connection = b"Connection: close\r\n"
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+            status, REASONS[status], content_type, len(body), connection)
+        return head if method == b"HEAD" else head + body
+
+    def _status_reply(self, status: int, message: str) -> bytes:
+        body = message.encode("utf-8") + b"\n"
+        extra = b"Allow: GET, HEAD\r\n" if status == 405 else b""
+        return b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s" % (
+            status, REASONS[status], len(body), extra, body)
+
+    # -- tracker requests ---------------------------------------------------
+
+    def _announce(self, query: bytes) -> bytes:
+        core = self.core
+        try:
+            params, info_hashes = parse_query(query)
+            if not info_hashes:
+                raise TrackerError("missing_info_hash", "missing info_hash")
+            peer_id = params.get(b"peer_id")
+            if peer_id is None:
+                raise TrackerError("missing_peer_id", "missing peer_id")
+            port = params.get(b"port")
+            if port is None:
+                raise TrackerError("missing_port", "missing port")
+            if not port.isdigit() or len(port) > 5:
+                raise TrackerError("invalid_port", "port must be between 1 and 65535")
+            event = EVENTS.get(params.get(b"event", b""))
+            if event is None:
+                raise TrackerError("invalid_event", "unknown event: use started, completed or stopped")
+            numwant_raw = params.get(b"numwant")
+            if numwant_raw is None or numwant_raw == b"-1":
+                numwant = None
+            elif numwant_raw.isdigit() and len(numwant_raw) <= 6:
+                numwant = int(numwant_raw)
+            else:
+                raise TrackerError("invalid_numwant", "numwant must be a non-negative integer")
+            ip = self.peer_ip
+            external_ip = self.external_ip
+            if self.settings.allow_ip_param and b"ip" in params:
+                ip, external_ip = self._declared_ip(params[b"ip"])
+            request = AnnounceRequest(
+                info_hashes[-1], peer_id, ip, int(port),
+                _counter(params, b"uploaded", 0), _counter(params, b"downloaded", 0),
+                _counter(params, b"left", None), event, numwant, DOOR_HTTP)
+            result = core.announce(request, self.factory.clock.seconds())
+        except TrackerError as error:
+            core.stats.count_failure(error.code)
+            return encode_failure(error.message)
+        settings = self.settings
+        if params.get(b"compact") == b"0":
+            return encode_announce_dicts(result, external_ip, params.get(b"no_peer_id") == b"1",
+                                         settings.tracker_id, settings.warning_message)
+        return encode_announce_compact(result, external_ip, self.factory.announce_trailer)
+
+    def _declared_ip(self, raw: bytes):
+        try:
+            ip = normalise_ip(raw.decode("ascii"))
+            return ip, packed_ip(ip)
+        except (UnicodeDecodeError, OSError, ValueError):
+            raise TrackerError("invalid_ip", "ip must be an IPv4 or IPv6 address")
+
+    def _scrape(self, query: bytes) -> bytes:
+        core = self.core
+        try:
+            _, info_hashes = parse_query(query)
+            files = core.scrape(info_hashes, DOOR_HTTP)
+        except TrackerError as error:
+            core.stats.count_failure(error.code)
+            return encode_failure(error.message)
+        return encode_scrape(files, core.settings.min_interval_s)
+
+
+class HTTPTrackerFactory(Factory):
+    """Shared state of the HTTP door: the core, the settings, open connections,
+    and a coarse clock (`now`) advanced by `tick` for the timeouts."""
+
+    protocol = HTTPTrackerProtocol
+    noisy = False  # no log line per listening port start/stop
+
+    def __init__(self, core: TrackerCore, clock: IReactorTime,
+                 settings: Optional[HTTPDoorSettings] = None) -> None:
+        self.core = core
+        self.clock = clock
+        self.settings = settings or HTTPDoorSettings()
+        self.connections: Set[HTTPTrackerProtocol] = set()
+        self.now = clock.seconds()
+        self.announce_trailer = announce_trailer(self.settings.tracker_id,
+                                                 self.settings.warning_message)
+
+    def tick(self) -> None:
+        """Run every second or so: advance `now` and enforce the timeouts."""
+        self.now = now = self.clock.seconds()
+        for connection in list(self.connections):
+            connection.check_timeout(now)

@@ -1,0 +1,181 @@
+"""Every setting of the tracker in one place: its default, its type and its help.
+
+Settings come from the command line (`twistd -n tracker --interval 900`), from a
+TOML file (`--config PATH`, else `$TRACKER_CONFIG`, else `./tracker.toml` when it
+exists), or from the defaults below. The command line beats the file, and the
+file beats the default. Keys in the file are the long option names
+(`min-interval = 600`; underscores work too).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+from twisted.python import usage
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # PyPy 3.9
+    import tomli as tomllib
+
+_SETTINGS_HELP = __doc__
+CONFIG_ENV = "TRACKER_CONFIG"
+DEFAULT_CONFIG_PATH = "tracker.toml"
+# One dual-stack socket: IPv6 clients, and IPv4 clients as ::ffff:a.b.c.d.
+DEFAULT_HTTP = "tcp6:6969:interface=\\:\\:"
+
+
+class Setting(NamedTuple):
+    name: str
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be zero or more")
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _optional_text(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _endpoints(value: Any) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be an endpoint string or a list of them")
+    return list(value)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    raise ValueError("must be true or false")
+
+
+SETTINGS: List[Setting] = [
+    Setting("http", [DEFAULT_HTTP], _endpoints,
+            "HTTP tracker endpoint (Twisted endpoint string); repeat for several"),
+    Setting("interval", 1800, _positive_int, "announce interval sent to clients, seconds"),
+    Setting("min-interval", 900, _positive_int, "minimum announce interval sent to clients, seconds"),
+    Setting("peer-ttl", None, lambda v: None if v is None else _positive_int(v),
+            "seconds a peer stays without announcing (default: 2 x interval)"),
+    Setting("numwant", 50, _non_negative_int, "peers returned when the client does not say"),
+    Setting("max-numwant", 200, _non_negative_int, "most peers returned to one announce"),
+    Setting("max-scrape-hashes", 100, _positive_int, "most info hashes in one scrape"),
+    Setting("allow-ip-param", False, _flag, "honour the announce 'ip' parameter"),
+    Setting("tracker-id", None, _optional_text, "'tracker id' sent in every announce reply"),
+    Setting("warning-message", None, _optional_text,
+            "'warning message' sent in every announce reply (for example a planned move)"),
+    Setting("sweep-interval", 60.0, _positive_float, "seconds between expiry sweeps"),
+    Setting("sweep-slice", 10000, _positive_int,
+            "peers examined per reactor turn during an expiry sweep"),
+    Setting("http-idle-timeout", 30.0, _positive_float,
+            "seconds an idle keep-alive HTTP connection stays open"),
+    Setting("http-request-timeout", 10.0, _positive_float,
+            "seconds a client has to send a whole request head"),
+]
+
+_BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
+_FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
+
+
+def _describe(setting: Setting) -> str:
+    if setting.default is None or setting.convert is _flag:
+        return setting.help
+    default = setting.default
+    if isinstance(default, list):
+        default = " ".join(default)
+    return "%s [default: %s]" % (setting.help, default)
+
+
+def load_config_file(path: str) -> Dict[str, Any]:
+    """Read a TOML settings file; raise UsageError with a one-line reason."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise usage.UsageError("cannot read config file %s: %s" % (path, e.strerror))
+    except tomllib.TOMLDecodeError as e:
+        raise usage.UsageError("config file %s is not valid TOML: %s" % (path, e))
+    values = {}
+    for key, value in raw.items():
+        name = key.replace("_", "-")
+        if name not in _BY_NAME:
+            raise usage.UsageError("unknown setting %r in config file %s" % (key, path))
+        values[name] = value
+    return values
+
+
+class Options(usage.Options):
+    """`twistd tracker` options; the `.tac` parses the same with no arguments."""
+
+    synopsis = "[options]"
+    longdesc = _SETTINGS_HELP
+    optParameters = [
+        ["config", "c", None, "TOML settings file (default: $%s, else ./%s if it exists)"
+         % (CONFIG_ENV, DEFAULT_CONFIG_PATH)],
+    ] + [
+        [s.name, None, None, _describe(s)]
+        for s in SETTINGS if s.name not in _FLAGS and s.name != "http"
+    ]
+    optFlags = [[name, None, _describe(_BY_NAME[name])] for name in sorted(_FLAGS)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["http"] = None
+
+    def opt_http(self, endpoint: str) -> None:
+        """HTTP endpoint (Twisted endpoint string, e.g. tcp:6969:interface=127.0.0.1); repeat for several [default: tcp6:6969:interface=\\:\\:, i.e. IPv4 and IPv6]"""
+        if self["http"] is None:
+            self["http"] = []
+        self["http"].append(endpoint)
+
+    def postOptions(self) -> None:
+        path = self["config"] or os.environ.get(CONFIG_ENV)
+        if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+            path = DEFAULT_CONFIG_PATH
+        from_file = load_config_file(path) if path else {}
+        self["config"] = path
+        for setting in SETTINGS:
+            name = setting.name
+            given = self[name]
+            if name in _FLAGS and not given:
+                given = None
+            if given is not None:
+                source, value = "option --%s" % name, given
+            elif name in from_file:
+                source, value = "%s in %s" % (name, path), from_file[name]
+            else:
+                self[name] = setting.default
+                continue
+            try:
+                self[name] = setting.convert(value)
+            except (TypeError, ValueError) as e:
+                raise usage.UsageError("%s: %r is not valid (%s)" % (source, value, e))
+        if self["min-interval"] > self["interval"]:
+            raise usage.UsageError("min-interval (%d) must not exceed interval (%d)"
+                                   % (self["min-interval"], self["interval"]))

@@ -1,0 +1,84 @@
+"""`makeService(config, reactor)`: wires the core, the doors and the timers.
+
+The twistd plugin (`twistd -n tracker`) and `tracker.tac` both call it, so
+the two ways in build the very same service.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from tracker.core import TrackerCore, TrackerSettings
+from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
+from tracker.expiry import ExpiryService
+from tracker.options import Options
+
+__all__ = ["Options", "makeService", "core_settings", "http_settings"]
+
+log = Logger()
+
+# How often the HTTP door checks its connections' timeouts.
+HTTP_TIMEOUT_CHECK_S = 1.0
+
+
+def core_settings(config: Options) -> TrackerSettings:
+    return TrackerSettings(
+        interval_s=config["interval"],
+        min_interval_s=config["min-interval"],
+        peer_ttl_s=config["peer-ttl"],
+        default_numwant=config["numwant"],
+        max_numwant=config["max-numwant"],
+        max_scrape_hashes=config["max-scrape-hashes"],
+    )
+
+
+def http_settings(config: Options) -> HTTPDoorSettings:
+    def utf8(text: Optional[str]) -> Optional[bytes]:
+        return text.encode("utf-8") if text else None
+
+    return HTTPDoorSettings(
+        allow_ip_param=config["allow-ip-param"],
+        tracker_id=utf8(config["tracker-id"]),
+        warning_message=utf8(config["warning-message"]),
+        idle_timeout_s=config["http-idle-timeout"],
+        request_timeout_s=config["http-request-timeout"],
+    )
+
+
+class TrackerService(MultiService):
+    """The whole tracker: `core` is reachable for tests and later doors."""
+
+    def __init__(self, core: TrackerCore) -> None:
+        super().__init__()
+        self.core = core
+
+    def startService(self) -> None:
+        log.info("tracker starting: {swarms} swarms, {peers} peers in memory",
+                 swarms=len(self.core.swarms), peers=self.core.peer_count)
+        super().startService()
+
+
+def makeService(config: Options, reactor=None) -> TrackerService:
+    """Build the tracker service from parsed options. Touches no socket until started."""
+    if reactor is None:
+        from twisted.internet import reactor
+    core = TrackerCore(core_settings(config))
+    top = TrackerService(core)
+
+    http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
+    for description in config["http"]:
+        listener = StreamServerEndpointService(serverFromString(reactor, description), http_factory)
+        # Fail start-up (with the endpoint's error) rather than run without the door.
+        listener._raiseSynchronously = True
+        listener.setName("http " + description)
+        listener.setServiceParent(top)
+    timeouts = TimerService(HTTP_TIMEOUT_CHECK_S, http_factory.tick)
+    timeouts.clock = reactor
+    timeouts.setServiceParent(top)
+
+    ExpiryService(core, reactor, config["sweep-interval"], config["sweep-slice"]).setServiceParent(top)
+    return top
