@@ -1,0 +1,26 @@
+"""Shared test helpers: building requests and decoding bencoded replies."""
+from __future__ import annotations
+
+import bencode
+
+from tracker.core import AnnounceRequest
+
+
+def info_hash(n: int) -> bytes:
+    return b"H%019d" % n
+
+
+def peer_id(n: int) -> bytes:
+    return b"-TT0001-%012d" % n
+
+
+def announce_request(swarm: int = 1, peer: int = 1, ip: str = "10.0.0.1", port: int = 6881,
+                     left: int = 100, event: int = 0, numwant=None, door: str = "http",
+                     **extra) -> AnnounceRequest:
+    return AnnounceRequest(info_hash(swarm), peer_id(peer), ip, port, left=left, event=event,
+                           numwant=numwant, door=door, **extra)
+
+
+def bdecode(data: bytes):
+    """Decode bencode keeping keys and strings as bytes."""
+    return bencode.Bencode(encoding=None).decode(data)

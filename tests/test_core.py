@@ -1,0 +1,293 @@
+"""The core's rules: announce, peer selection, counts, completed, scrape, expiry."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from helpers import announce_request, info_hash, peer_id
+from tracker.core import (
+    EVENT_COMPLETED, EVENT_STARTED, EVENT_STOPPED, TrackerCore, TrackerError,
+    TrackerSettings,
+)
+
+
+def make_core(**settings) -> TrackerCore:
+    return TrackerCore(TrackerSettings(**settings), rng=random.Random(7))
+
+
+def fill(core, swarm=1, seeders=0, leechers=0, now=0.0, start=1000):
+    n = start
+    for _ in range(seeders):
+        core.announce(announce_request(swarm, n, left=0, port=1000 + n % 60000), now)
+        n += 1
+    for _ in range(leechers):
+        core.announce(announce_request(swarm, n, left=5, port=1000 + n % 60000), now)
+        n += 1
+
+
+def test_first_announce_creates_swarm_and_counts_the_peer():
+    core = make_core()
+    result = core.announce(announce_request(left=10, event=EVENT_STARTED), 0.0)
+    assert (result.complete, result.incomplete) == (0, 1)
+    assert result.peers == []
+    assert core.peer_count == 1
+    assert info_hash(1) in core.swarms
+
+
+def test_reply_carries_the_configured_intervals():
+    core = make_core(interval_s=600, min_interval_s=300)
+    result = core.announce(announce_request(), 0.0)
+    assert (result.interval_s, result.min_interval_s) == (600, 300)
+
+
+def test_requester_is_never_returned_to_itself():
+    core = make_core()
+    fill(core, seeders=3, leechers=3)
+    for n in range(1000, 1006):
+        req = announce_request(peer=n, left=5, port=1000 + n)
+        result = core.announce(req, 1.0)
+        assert peer_id(n) not in [p.peer_id for p in result.peers]
+
+
+def test_requester_never_gets_itself_in_a_large_sampled_swarm():
+    core = make_core()
+    fill(core, leechers=300)
+    for _ in range(50):
+        result = core.announce(announce_request(peer=1000, left=5, port=2000, numwant=200), 1.0)
+        assert len(result.peers) == 200
+        assert peer_id(1000) not in [p.peer_id for p in result.peers]
+        assert len({p.peer_id for p in result.peers}) == 200
+
+
+def test_seeder_gets_no_seeders():
+    core = make_core()
+    fill(core, seeders=20, leechers=5)
+    result = core.announce(announce_request(peer=1, left=0), 1.0)
+    assert len(result.peers) == 5
+    assert all(p.left > 0 for p in result.peers)
+
+
+def test_seeder_gets_no_seeders_in_a_large_swarm():
+    core = make_core()
+    fill(core, seeders=500, leechers=100)
+    result = core.announce(announce_request(peer=1, left=0, numwant=50), 1.0)
+    assert len(result.peers) == 50
+    assert all(p.left > 0 for p in result.peers)
+
+
+def test_leecher_gets_seeders_and_leechers():
+    core = make_core()
+    fill(core, seeders=2, leechers=2)
+    result = core.announce(announce_request(peer=1, left=9), 1.0)
+    assert sorted(p.left for p in result.peers) == [0, 0, 5, 5]
+    assert (result.complete, result.incomplete) == (2, 3)
+
+
+def test_numwant_defaults_to_50_and_is_capped():
+    core = make_core(default_numwant=50, max_numwant=200)
+    fill(core, leechers=400)
+    assert len(core.announce(announce_request(peer=1), 1.0).peers) == 50
+    assert len(core.announce(announce_request(peer=1, numwant=-1), 1.0).peers) == 50
+    assert len(core.announce(announce_request(peer=1, numwant=1000), 1.0).peers) == 200
+    assert len(core.announce(announce_request(peer=1, numwant=7), 1.0).peers) == 7
+    assert core.announce(announce_request(peer=1, numwant=0), 1.0).peers == []
+
+
+def test_sample_is_fair_across_the_swarm():
+    """Every peer of a 100-peer swarm turns up about equally often in 10-peer samples."""
+    core = make_core()
+    fill(core, leechers=100)
+    seen = {}
+    rounds = 4000
+    for _ in range(rounds):
+        for p in core.announce(announce_request(peer=1, numwant=10), 1.0).peers:
+            seen[p.peer_id] = seen.get(p.peer_id, 0) + 1
+    assert len(seen) == 100
+    expected = rounds * 10 / 100  # 400 per peer
+    assert min(seen.values()) > expected * 0.75
+    assert max(seen.values()) < expected * 1.25
+
+
+def test_peer_moves_from_leecher_to_seeder():
+    core = make_core()
+    core.announce(announce_request(peer=1, left=10), 0.0)
+    result = core.announce(announce_request(peer=1, left=0), 1.0)
+    assert (result.complete, result.incomplete) == (1, 0)
+    swarm = core.swarms[info_hash(1)]
+    assert [p.peer_id for p in swarm.seeders] == [peer_id(1)]
+    assert swarm.leechers == []
+
+
+def test_reannounce_updates_address_and_counters():
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="10.0.0.1", port=1000), 0.0)
+    core.announce(announce_request(peer=1, ip="10.0.0.2", port=2000, uploaded=5, downloaded=7), 3.0)
+    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    assert (peer.ip, peer.port, peer.uploaded, peer.downloaded, peer.last_seen) == (
+        "10.0.0.2", 2000, 5, 7, 3.0)
+    assert peer.compact == bytes([10, 0, 0, 2]) + (2000).to_bytes(2, "big")
+    assert core.peer_count == 1
+
+
+def test_ipv6_peer_has_an_18_byte_compact_form():
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="2001:db8::1", port=6881), 0.0)
+    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    assert peer.is_ipv6 and len(peer.compact) == 18
+
+
+def test_peer_records_the_door_it_came_in_by():
+    core = make_core()
+    core.announce(announce_request(peer=1, door="udp"), 0.0)
+    assert core.swarms[info_hash(1)].peers[peer_id(1)].door == "udp"
+    assert core.stats.announces == {"udp": 1}
+
+
+def test_stopped_removes_the_peer_and_returns_no_peers():
+    core = make_core()
+    fill(core, leechers=3)
+    core.announce(announce_request(peer=1, left=5), 0.0)
+    result = core.announce(announce_request(peer=1, left=5, event=EVENT_STOPPED), 1.0)
+    assert result.peers == []
+    assert (result.complete, result.incomplete) == (0, 3)
+    assert peer_id(1) not in core.swarms[info_hash(1)].peers
+    assert core.peer_count == 3
+
+
+def test_stopped_for_an_unknown_swarm_creates_nothing():
+    core = make_core()
+    result = core.announce(announce_request(event=EVENT_STOPPED), 0.0)
+    assert (result.complete, result.incomplete, result.peers) == (0, 0, [])
+    assert core.swarms == {}
+
+
+def test_completed_counts_once_per_peer_and_content():
+    core = make_core()
+    core.announce(announce_request(swarm=1, peer=1, left=10, event=EVENT_STARTED), 0.0)
+    core.announce(announce_request(swarm=1, peer=1, left=0, event=EVENT_COMPLETED), 1.0)
+    core.announce(announce_request(swarm=1, peer=1, left=0, event=EVENT_COMPLETED), 2.0)
+    core.announce(announce_request(swarm=1, peer=2, left=0, event=EVENT_COMPLETED), 2.0)
+    core.announce(announce_request(swarm=2, peer=1, left=0, event=EVENT_COMPLETED), 2.0)
+    files = core.scrape([info_hash(1), info_hash(2)])
+    assert files[info_hash(1)].downloaded == 2
+    assert files[info_hash(2)].downloaded == 1
+
+
+def test_completed_still_counts_once_after_stop_and_restart():
+    core = make_core()
+    core.announce(announce_request(peer=1, left=0, event=EVENT_COMPLETED), 0.0)
+    core.announce(announce_request(peer=1, left=0, event=EVENT_STOPPED), 1.0)
+    core.announce(announce_request(peer=1, left=0, event=EVENT_COMPLETED), 2.0)
+    assert core.scrape([info_hash(1)])[info_hash(1)].downloaded == 1
+
+
+@pytest.mark.parametrize("field,value,code", [
+    ("info_hash", b"short", "invalid_info_hash"),
+    ("info_hash", b"x" * 21, "invalid_info_hash"),
+    ("peer_id", b"p" * 19, "invalid_peer_id"),
+    ("port", 0, "invalid_port"),
+    ("port", 65536, "invalid_port"),
+    ("left", -1, "invalid_counter"),
+    ("uploaded", 2 ** 63, "invalid_counter"),
+])
+def test_invalid_announce_is_refused_and_changes_nothing(field, value, code):
+    core = make_core()
+    fill(core, leechers=2)
+    before = (dict(core.swarms), core.peer_count, dict(core.stats.announces))
+    req = announce_request(peer=1)
+    setattr(req, field, value)
+    with pytest.raises(TrackerError) as caught:
+        core.announce(req, 1.0)
+    assert caught.value.code == code
+    assert (dict(core.swarms), core.peer_count, dict(core.stats.announces)) == before
+    assert peer_id(1) not in core.swarms[info_hash(1)].peers
+
+
+def test_scrape_many_hashes_and_unknown_ones():
+    core = make_core()
+    fill(core, swarm=1, seeders=2, leechers=3)
+    fill(core, swarm=2, leechers=1)
+    files = core.scrape([info_hash(1), info_hash(2), info_hash(3)])
+    assert (files[info_hash(1)].complete, files[info_hash(1)].incomplete) == (2, 3)
+    assert (files[info_hash(2)].complete, files[info_hash(2)].incomplete) == (0, 1)
+    assert (files[info_hash(3)].complete, files[info_hash(3)].incomplete,
+            files[info_hash(3)].downloaded) == (0, 0, 0)
+    assert info_hash(3) not in core.swarms
+
+
+def test_scrape_refuses_bad_and_too_many_hashes():
+    core = make_core(max_scrape_hashes=3)
+    with pytest.raises(TrackerError) as caught:
+        core.scrape([])
+    assert caught.value.code == "full_scrape_refused"
+    with pytest.raises(TrackerError) as caught:
+        core.scrape([info_hash(n) for n in range(4)])
+    assert caught.value.code == "too_many_hashes"
+    with pytest.raises(TrackerError) as caught:
+        core.scrape([b"short"])
+    assert caught.value.code == "invalid_info_hash"
+
+
+def test_default_peer_ttl_is_twice_the_interval():
+    assert TrackerSettings(interval_s=100).effective_peer_ttl_s == 200
+    assert TrackerSettings(interval_s=100, peer_ttl_s=30).effective_peer_ttl_s == 30
+
+
+def run_sweep(core, now, budget):
+    slices = 0
+    for _ in core.expire(now, budget):
+        slices += 1
+    return slices
+
+
+def test_expiry_removes_only_peers_past_their_ttl():
+    core = make_core(interval_s=100)  # ttl 200
+    core.announce(announce_request(swarm=1, peer=1), 0.0)
+    core.announce(announce_request(swarm=1, peer=2), 150.0)
+    run_sweep(core, 199.0, 100)
+    assert core.peer_count == 2
+    run_sweep(core, 201.0, 100)
+    assert set(core.swarms[info_hash(1)].peers) == {peer_id(2)}
+    assert core.peer_count == 1
+    assert core.stats.expired_peers == 1
+
+
+def test_expiry_drops_empty_swarms_but_keeps_completed_counts():
+    core = make_core(interval_s=100)
+    core.announce(announce_request(swarm=1, peer=1), 0.0)
+    core.announce(announce_request(swarm=2, peer=1, left=0, event=EVENT_COMPLETED), 0.0)
+    run_sweep(core, 1000.0, 100)
+    assert info_hash(1) not in core.swarms
+    assert core.swarms[info_hash(2)].peers == {}
+    assert core.scrape([info_hash(2)])[info_hash(2)].downloaded == 1
+
+
+def test_expiry_works_in_bounded_slices():
+    core = make_core(interval_s=100)
+    for s in range(10):
+        fill(core, swarm=s, leechers=100, now=0.0, start=s * 1000)
+    assert core.peer_count == 1000
+    # 1,000 peers in slices of 64: at least 16 pauses.
+    assert run_sweep(core, 1000.0, 64) >= 1000 // 64
+    assert core.peer_count == 0
+    assert core.swarms == {}
+
+
+def test_peer_reannouncing_during_a_sweep_survives_it():
+    core = make_core(interval_s=100)
+    fill(core, swarm=1, leechers=10, now=0.0)
+    sweep = core.expire(1000.0, 3)
+    next(sweep)  # 3 peers examined and removed
+    core.announce(announce_request(swarm=1, peer=1009, left=5, port=1000 + 1009), 999.0)
+    for _ in sweep:
+        pass
+    assert set(core.swarms[info_hash(1)].peers) == {peer_id(1009)}
+    assert core.peer_count == 1
+
+
+def test_totals():
+    core = make_core()
+    fill(core, swarm=1, seeders=2, leechers=3)
+    fill(core, swarm=2, seeders=1)
+    assert core.totals() == {"swarms": 2, "peers": 6, "seeders": 3, "leechers": 3}
