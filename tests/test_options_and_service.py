@@ -141,8 +141,9 @@ def test_expiry_service_yields_between_slices():
     def run_next_slice():
         # The slice scheduled for "now" (the periodic timer is due later).
         (pending,) = [c for c in clock.getDelayedCalls() if c.getTime() == clock.seconds()]
+        run = pending.func
         pending.cancel()
-        pending.func()
+        run()
 
     run_next_slice()
     assert core.peer_count == 80
