@@ -10,6 +10,7 @@ from typing import Optional
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from tracker.core import TrackerCore, TrackerSettings
@@ -55,6 +56,14 @@ class TrackerService(MultiService):
     def __init__(self, core: TrackerCore) -> None:
         super().__init__()
         self.core = core
+
+    def privilegedStartService(self) -> None:
+        # Listeners bind here. A port that cannot be bound stops start-up with
+        # one line naming the endpoint and the cause, not a traceback.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit("tracker: %s" % (e,))
 
     def startService(self) -> None:
         log.info("tracker starting: {swarms} swarms, {peers} peers in memory",
