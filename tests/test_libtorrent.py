@@ -39,7 +39,9 @@ def make_session(listen_port: int):
         # Both sessions share 127.0.0.1: let them talk over loopback freely.
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification,
+        "alert_mask": (lt.alert.category_t.status_notification
+                       | lt.alert.category_t.error_notification
+                       | lt.alert.category_t.storage_notification),
     }
     # flags=0: no default plugins, so no ut_pex (peer exchange) and no ut_metadata.
     return lt.session(settings, 0)
@@ -61,14 +63,21 @@ def add_torrent(session, info, save_path):
     return session.add_torrent(params)
 
 
-def wait_until(session, condition, what: str, timeout_s: float = TRANSFER_TIMEOUT_S):
+def wait_until(session, condition, what: str, timeout_s: float = TRANSFER_TIMEOUT_S,
+               pop: bool = True):
     """Wait on libtorrent's alerts (not a sleep) until `condition()` holds."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         session.wait_for_alert(200)
-        session.pop_alerts()
+        if pop:
+            session.pop_alerts()
+
+
+def flushed_alert_seen(session, seen) -> bool:
+    seen.extend(a for a in session.pop_alerts() if isinstance(a, lt.cache_flushed_alert))
+    return bool(seen)
 
 
 def scrape(port: int, info_hash: bytes):
@@ -102,6 +111,11 @@ def test_libtorrent_leecher_downloads_from_seeder_through_the_tracker(tmp_path):
 
         leech_handle = add_torrent(leecher, lt.torrent_info(info), leech_dir)
         wait_until(leecher, lambda: leech_handle.status().is_seeding, "the leecher to finish")
+        # Every piece is verified; make sure the bytes are on disk before reading them.
+        leech_handle.flush_cache()
+        flushed = []
+        wait_until(leecher, lambda: flushed_alert_seen(leecher, flushed), "the disk cache flush",
+                   pop=False)
 
         copy = (leech_dir / "payload.bin").read_bytes()
         assert hashlib.sha256(copy).hexdigest() == hashlib.sha256(payload).hexdigest()

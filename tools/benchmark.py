@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Benchmark the tracker's HTTP door with wrk.
+
+Starts the tracker (`twistd -n tracker`) in its own process pinned to one
+core, fills it with a population (default 1,000 torrents x 50 peers, every
+peer announced once), then drives it with wrk pinned to the other core:
+
+- announce over keep-alive connections,
+- announce with a new connection per request (`Connection: close`),
+- scrape of one random torrent over keep-alive.
+
+Each scenario runs for `--duration` seconds, `--rounds` times, interleaved
+across runtimes. Reported per scenario: requests per second (median and
+min-max over rounds), p50/p99 latency (median over rounds) and the
+server's CPU time per request (from /proc). Prints a Markdown table and, with
+`--json PATH`, writes every measurement.
+
+    python tools/benchmark.py                       # the running interpreter
+    python tools/benchmark.py --runtime pypy=.venv-pypy/bin/python --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+from urllib.parse import quote_from_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SCENARIOS = ("announce-keepalive", "announce-new-connection", "scrape-keepalive")
+
+
+# -- the population --------------------------------------------------------------
+
+
+def torrent_hash(n: int) -> bytes:
+    return hashlib.sha1(b"bench-torrent-%d" % n).digest()
+
+
+def bench_peer_id(n: int) -> bytes:
+    return b"-BN0001-%012d" % n
+
+
+def peer_port(n: int) -> int:
+    return 10000 + n
+
+
+def peer_left(n: int) -> int:
+    """Half the peers seed, half leech."""
+    return 0 if n % 2 == 0 else 1000
+
+
+def announce_path(torrent: int, peer: int, numwant: int = 50) -> str:
+    return ("/announce?info_hash=%s&peer_id=%s&port=%d&uploaded=0&downloaded=0&left=%d"
+            "&compact=1&numwant=%d" % (quote_from_bytes(torrent_hash(torrent), safe=""),
+                                       bench_peer_id(peer).decode(), peer_port(peer),
+                                       peer_left(peer), numwant))
+
+
+def wrk_script(torrents: int, peers: int, kind: str) -> str:
+    """A wrk Lua script drawing a random (torrent, peer) of the population per request."""
+    hashes = ",\n".join('"%s"' % quote_from_bytes(torrent_hash(t), safe="") for t in range(torrents))
+    if kind == "announce":
+        path = ('"/announce?info_hash=" .. hashes[t] .. "&peer_id=-BN0001-" .. '
+                'string.format("%012d", p) .. "&port=" .. (10000 + p) .. '
+                '"&uploaded=0&downloaded=0&left=" .. ((p % 2 == 0) and 0 or 1000) .. '
+                '"&compact=1&numwant=50"')
+    else:
+        path = '"/scrape?info_hash=" .. hashes[t]'
+    return """
+local hashes = {
+%s
+}
+local counter = 0
+setup = function(thread)
+  counter = counter + 1
+  thread:set("seed", counter)
+end
+init = function(args)
+  math.randomseed(os.time() * 1000 + (seed or 0))
+end
+request = function()
+  local t = math.random(1, #hashes)
+  local p = math.random(0, %d)
+  return wrk.format("GET", %s)
+end
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "BENCH-JSON {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"p50_us\\": %%d, \\"p99_us\\": %%d, " ..
+    "\\"errors\\": %%d, \\"non2xx\\": %%d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+""" % (hashes, peers - 1, path)
+
+
+def parse_wrk_output(output: str) -> Dict[str, float]:
+    """The figures our Lua `done` hook prints."""
+    for line in output.splitlines():
+        if line.startswith("BENCH-JSON "):
+            figures = json.loads(line[len("BENCH-JSON "):])
+            figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+            return figures
+    raise ValueError("wrk printed no BENCH-JSON line:\n" + output)
+
+
+# -- the tracker process --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_rss_bytes(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Tracker:
+    """The tracker under test, pinned to the server core."""
+
+    def __init__(self, python: str, workdir: Path, extra_args: List[str]) -> None:
+        self.port = free_port()
+        self.log = open(workdir / ("tracker-%d.log" % self.port), "wb")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("TRACKER_CONFIG", None)
+        command = [python, "-c", "from twisted.scripts.twistd import run; run()",
+                   "-n", "--pidfile=", "tracker", "--http",
+                   "tcp:%d:interface=127.0.0.1" % self.port] + extra_args
+        if shutil.which("taskset"):
+            command = ["taskset", "-c", SERVER_CORE] + command
+        self.process = subprocess.Popen(command, cwd=str(workdir), env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("tracker did not start; see %s" % self.log.name)
+                time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def http_get_many(port: int, paths: List[str], pipeline: int = 200) -> List[bytes]:
+    """GET every path over one keep-alive connection, pipelined; return the bodies."""
+    bodies = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        buffer = b""
+        for start in range(0, len(paths), pipeline):
+            batch = paths[start:start + pipeline]
+            s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: b\r\n\r\n" % p.encode() for p in batch))
+            wanted = len(bodies) + len(batch)
+            while len(bodies) < wanted:
+                end = buffer.find(b"\r\n\r\n")
+                if end >= 0:
+                    head = buffer[:end]
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    if len(buffer) >= end + 4 + length:
+                        bodies.append(buffer[end + 4:end + 4 + length])
+                        buffer = buffer[end + 4 + length:]
+                        continue
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    raise RuntimeError("tracker closed the connection while filling")
+                buffer += chunk
+    return bodies
+
+
+def fill(port: int, torrents: int, peers: int) -> None:
+    """Announce every peer of the population once, and check the tracker took them."""
+    paths = [announce_path(t, p, numwant=0) for t in range(torrents) for p in range(peers)]
+    bodies = http_get_many(port, paths)
+    failures = [b for b in bodies if b"failure reason" in b]
+    if failures:
+        raise RuntimeError("the tracker refused the population: %r" % failures[0])
+    # One full announce: a leecher must get numwant (or the whole swarm) peers back.
+    body = http_get_many(port, [announce_path(0, 1)])[0]
+    expected = min(50, peers - 1) * 6
+    marker = b"5:peers%d:" % expected
+    if marker not in body:
+        raise RuntimeError("unexpected announce reply after filling: %r" % body[:200])
+
+
+# -- running wrk ------------------------------------------------------------------------
+
+
+def run_wrk(port: int, script: Path, duration_s: int, connections: int,
+            close_each: bool) -> Dict[str, float]:
+    command = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration_s, "-s", str(script)]
+    if close_each:
+        command += ["-H", "Connection: close"]
+    command.append("http://127.0.0.1:%d" % port)
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", LOAD_CORE] + command
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+    if result.returncode != 0:
+        raise RuntimeError("wrk failed: " + result.stderr)
+    return parse_wrk_output(result.stdout)
+
+
+def summarise(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    rps = [r["rps"] for r in runs]
+    return {
+        "rps_median": statistics.median(rps),
+        "rps_min": min(rps),
+        "rps_max": max(rps),
+        "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+        "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+        "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in runs),
+        "errors": sum(r["errors"] + r["non2xx"] for r in runs),
+        "rounds": len(runs),
+    }
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d cores, %s %s" % (cpu, os.cpu_count() or 0, platform.system(), platform.release())
+
+
+def markdown_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    lines = [
+        "| runtime | scenario | req/s median | req/s min–max | p50 ms | p99 ms | server CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for runtime, scenarios in results.items():
+        for scenario, s in scenarios.items():
+            lines.append("| %s | %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.1f |" % (
+                runtime, scenario, s["rps_median"], s["rps_min"], s["rps_max"],
+                s["p50_ms"], s["p99_ms"], s["cpu_us_per_request"]))
+    return "\n".join(lines)
+
+
+def runtime_version(python: str) -> str:
+    return subprocess.run([python, "-c", "import platform, sys; print(platform.python_implementation(), "
+                           "platform.python_version())"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime", action="append", default=[], metavar="NAME=PYTHON",
+                        help="interpreter to run the tracker with (repeatable); "
+                             "default: this interpreter")
+    parser.add_argument("--torrents", type=int, default=1000)
+    parser.add_argument("--peers", type=int, default=50, help="peers per torrent")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
+                        help="run only these scenarios (repeatable)")
+    parser.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
+    args = parser.parse_args(argv)
+
+    if not shutil.which("wrk"):
+        print("benchmark: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    runtimes = {}
+    for spec in args.runtime or ["%s=%s" % (platform.python_implementation().lower(), sys.executable)]:
+        name, sep, python = spec.partition("=")
+        if not sep or not shutil.which(python):
+            print("benchmark: --runtime wants NAME=PYTHON, got %r" % spec, file=sys.stderr)
+            return 2
+        runtimes[name] = python
+    scenarios = args.scenario or list(SCENARIOS)
+
+    workdir = Path(tempfile.mkdtemp(prefix="tracker-bench-"))
+    scripts = {kind: workdir / ("%s.lua" % kind) for kind in ("announce", "scrape")}
+    for kind, path in scripts.items():
+        path.write_text(wrk_script(args.torrents, args.peers, kind))
+
+    raw: Dict[str, Dict[str, List[Dict[str, float]]]] = {r: {s: [] for s in scenarios} for r in runtimes}
+    trackers = {}
+    extra = {}
+    try:
+        for name, python in runtimes.items():
+            tracker = Tracker(python, workdir, [])
+            fill(tracker.port, args.torrents, args.peers)
+            trackers[name] = tracker
+            extra[name] = {"version": runtime_version(python),
+                           "rss_bytes_after_fill": process_rss_bytes(tracker.pid)}
+            print("%s: filled %d torrents x %d peers" % (name, args.torrents, args.peers),
+                  file=sys.stderr)
+        for round_no in range(args.rounds):
+            for scenario in scenarios:
+                for name, tracker in trackers.items():
+                    kind = "scrape" if scenario.startswith("scrape") else "announce"
+                    cpu_before = process_cpu_s(tracker.pid)
+                    figures = run_wrk(tracker.port, scripts[kind], args.duration, args.connections,
+                                      close_each=scenario == "announce-new-connection")
+                    cpu = process_cpu_s(tracker.pid) - cpu_before
+                    figures["cpu_us_per_request"] = cpu / max(figures["requests"], 1) * 1e6
+                    raw[name][scenario].append(figures)
+                    print("round %d %s %s: %.0f req/s" % (round_no + 1, name, scenario, figures["rps"]),
+                          file=sys.stderr)
+    finally:
+        for tracker in trackers.values():
+            tracker.stop()
+
+    results = {name: {s: summarise(runs) for s, runs in by.items()} for name, by in raw.items()}
+    table = markdown_table(results)
+    report = {
+        "machine": machine_description(),
+        "population": {"torrents": args.torrents, "peers_per_torrent": args.peers, "numwant": 50},
+        "duration_s": args.duration, "rounds": args.rounds, "connections": args.connections,
+        "pinning": {"server_core": SERVER_CORE, "load_core": LOAD_CORE} if shutil.which("taskset") else None,
+        "runtimes": extra, "results": results, "runs": raw,
+    }
+    print("Machine: %s" % report["machine"])
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text("Machine: %s\n\n%s\n" % (report["machine"], table))
+    failed = any(s["errors"] for by in results.values() for s in by.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
