@@ -20,7 +20,8 @@ from tracker.core import (
     DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED,
     AnnounceRequest, TrackerCore, TrackerError,
 )
-from tracker.doors.query import parse_query
+from tracker.doors.fastwrite import send_now, supports_send_now
+from tracker.doors.query import parse_announce_query, parse_query, unquote, unquote_cached
 from tracker.doors.responses import (
     announce_trailer, encode_announce_compact, encode_announce_dicts,
     encode_failure, encode_scrape,
@@ -80,8 +81,16 @@ def packed_ip(host: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
 
 
-def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int]) -> int:
+def _number(params: Dict[bytes, bytes], name: bytes) -> Optional[bytes]:
+    """A short ASCII parameter (a number or a word), unescaped only if it must be."""
     value = params.get(name)
+    if value is not None and b"%" in value:
+        value = unquote(value)
+    return value
+
+
+def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int]) -> int:
+    value = _number(params, name)
     if value is None:
         if default is None:
             raise TrackerError("missing_" + name.decode(), "missing %s" % name.decode())
@@ -110,6 +119,7 @@ class HTTPTrackerProtocol(Protocol):
         self.peer_ip = normalise_ip(self.transport.getPeer().host)
         self.external_ip = packed_ip(self.peer_ip)
         self.last_active = factory.now
+        self._send_now = supports_send_now(self.transport)
         factory.connections.add(self)
 
     def connectionLost(self, reason=None) -> None:
@@ -155,7 +165,11 @@ class HTTPTrackerProtocol(Protocol):
                 return
         self._buffer = buf
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            data = b"".join(out) if len(out) > 1 else out[0]
+            if self._send_now:
+                send_now(self.transport, data)
+            else:
+                self.transport.write(data)
 
     def _oversized(self, buf: bytes, settings: HTTPDoorSettings) -> Optional[_Refused]:
         """Refuse a partial head that has already grown past the limits."""
@@ -281,21 +295,22 @@ class HTTPTrackerProtocol(Protocol):
     def _announce(self, query: bytes) -> bytes:
         core = self.core
         try:
-            params, info_hashes = parse_query(query)
-            if not info_hashes:
+            params = parse_announce_query(query)
+            info_hash = params.get(b"info_hash")
+            if info_hash is None:
                 raise TrackerError("missing_info_hash", "missing info_hash")
             peer_id = params.get(b"peer_id")
             if peer_id is None:
                 raise TrackerError("missing_peer_id", "missing peer_id")
-            port = params.get(b"port")
+            port = _number(params, b"port")
             if port is None:
                 raise TrackerError("missing_port", "missing port")
             if not port.isdigit() or len(port) > 5:
                 raise TrackerError("invalid_port", "port must be between 1 and 65535")
-            event = EVENTS.get(params.get(b"event", b""))
+            event = EVENTS.get(_number(params, b"event") or b"")
             if event is None:
                 raise TrackerError("invalid_event", "unknown event: use started, completed or stopped")
-            numwant_raw = params.get(b"numwant")
+            numwant_raw = _number(params, b"numwant")
             if numwant_raw is None or numwant_raw == b"-1":
                 numwant = None
             elif numwant_raw.isdigit() and len(numwant_raw) <= 6:
@@ -305,18 +320,18 @@ class HTTPTrackerProtocol(Protocol):
             ip = self.peer_ip
             external_ip = self.external_ip
             if self.settings.allow_ip_param and b"ip" in params:
-                ip, external_ip = self._declared_ip(params[b"ip"])
+                ip, external_ip = self._declared_ip(unquote(params[b"ip"]))
             request = AnnounceRequest(
-                info_hashes[-1], peer_id, ip, int(port),
+                unquote_cached(info_hash), unquote_cached(peer_id), ip, int(port),
                 _counter(params, b"uploaded", 0), _counter(params, b"downloaded", 0),
                 _counter(params, b"left", None), event, numwant, DOOR_HTTP)
             result = core.announce(request, self.factory.clock.seconds())
         except TrackerError as error:
             core.stats.count_failure(error.code)
             return encode_failure(error.message)
-        settings = self.settings
         if params.get(b"compact") == b"0":
-            return encode_announce_dicts(result, external_ip, params.get(b"no_peer_id") == b"1",
+            settings = self.settings
+            return encode_announce_dicts(result, external_ip, _number(params, b"no_peer_id") == b"1",
                                          settings.tracker_id, settings.warning_message)
         return encode_announce_compact(result, external_ip, self.factory.announce_trailer)
 

@@ -35,6 +35,36 @@ def unquote(raw: bytes) -> bytes:
     return b"".join(out)
 
 
+# Decoded values by their escaped form. Info hashes and peer ids repeat across
+# announces (a swarm's hash on every announce, a peer's id every interval), so
+# most look-ups hit; the cache is emptied when full to bound its memory.
+_UNQUOTED: Dict[bytes, bytes] = {}
+UNQUOTE_CACHE_SIZE = 65536
+
+
+def unquote_cached(raw: bytes) -> bytes:
+    """`unquote`, remembering recent results."""
+    value = _UNQUOTED.get(raw)
+    if value is None:
+        value = unquote(raw)
+        if len(_UNQUOTED) >= UNQUOTE_CACHE_SIZE:
+            _UNQUOTED.clear()
+        _UNQUOTED[raw] = value
+    return value
+
+
+def parse_announce_query(query: bytes) -> Dict[bytes, bytes]:
+    """Parameters of an announce, last value of each key, values still escaped.
+
+    The announce reads a handful of values; only those are unescaped (with
+    `unquote_cached`), by the caller. Escaped keys (`info%5Fhash`) are rare
+    and legal: they take the slower full parse."""
+    params = dict([pair.partition(b"=")[::2] for pair in query.split(b"&")])
+    if b"%" in b"&".join(params):
+        params = {unquote(k): v for k, v in params.items()}
+    return params
+
+
 def parse_query(query: bytes) -> Tuple[Dict[bytes, bytes], List[bytes]]:
     """Split a query string into its parameters.
 

@@ -31,22 +31,18 @@ def encode_announce_compact(result: AnnounceResult, external_ip: bytes,
                             trailer: bytes = b"") -> bytes:
     """BEP 23 compact peers (IPv4) and BEP 7 `peers6` (IPv6), plus BEP 24's
     `external ip`. `trailer` comes from `announce_trailer`."""
-    v4 = []
-    v6 = []
-    for peer in result.peers:
-        packed = peer.compact
-        if len(packed) == 6:
-            v4.append(packed)
-        else:
-            v6.append(packed)
-    peers = b"".join(v4)
+    peers = b"".join([peer.compact for peer in result.peers])
+    v6 = None
+    if len(peers) != 6 * len(result.peers):
+        # Some IPv6 peers (18 bytes each): split the families (BEP 7).
+        peers = b"".join([p.compact for p in result.peers if len(p.compact) == 6])
+        v6 = b"".join([p.compact for p in result.peers if len(p.compact) != 6])
     head = (b"d8:completei%de11:external ip%d:%s10:incompletei%de8:intervali%de"
             b"12:min intervali%de5:peers%d:" % (
                 result.complete, len(external_ip), external_ip, result.incomplete,
                 result.interval_s, result.min_interval_s, len(peers)))
     if v6:
-        peers6 = b"".join(v6)
-        return b"".join((head, peers, b"6:peers6%d:" % len(peers6), peers6, trailer, b"e"))
+        return b"".join((head, peers, b"6:peers6%d:" % len(v6), v6, trailer, b"e"))
     return b"".join((head, peers, trailer, b"e"))
 
 
