@@ -22,15 +22,15 @@ def twistd_command() -> List[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-def free_port(family: int = socket.AF_INET) -> int:
-    """A TCP port free on both loopback addresses right now."""
+def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
+    """A TCP (or UDP) port free on both loopback addresses right now."""
     for _ in range(50):
-        with socket.socket(family, socket.SOCK_STREAM) as s:
+        with socket.socket(family, kind) as s:
             s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
             port = s.getsockname()[1]
         other = socket.AF_INET if family == socket.AF_INET6 else socket.AF_INET6
         try:
-            with socket.socket(other, socket.SOCK_STREAM) as s:
+            with socket.socket(other, kind) as s:
                 s.bind(("127.0.0.1" if other == socket.AF_INET else "::1", port))
         except OSError:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import struct
 import subprocess
 from urllib.parse import quote_from_bytes
 
@@ -37,8 +38,11 @@ def announce_target(swarm=1, peer=1, port=6881, left=100, event=None) -> str:
 def dual_stack_tracker(tmp_path):
     """`twistd -n tracker` on one dual-stack socket, as the default listens."""
     port = free_port(socket.AF_INET6)
-    tracker = TrackerProcess(["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port],
+    udp_port = free_port(socket.AF_INET6, socket.SOCK_DGRAM)
+    tracker = TrackerProcess(["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port,
+                              "--udp", str(udp_port)],
                              tmp_path, [("127.0.0.1", port), ("::1", port)])
+    tracker.udp_port = udp_port
     yield port, tracker
     assert tracker.stop()
     assert "Traceback" not in tracker.output()
@@ -94,7 +98,8 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     (workdir / "tracker.toml").write_text(
-        'http = "tcp:%d:interface=127.0.0.1"\ninterval = 1234\nmin-interval = 600\n' % port)
+        'http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\ninterval = 1234\nmin-interval = 600\n'
+        % port)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the .tac makes its own tree importable
     env.pop("TRACKER_CONFIG", None)
@@ -111,8 +116,8 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
 def test_plugin_and_tac_take_settings_from_the_same_file(tmp_path):
     port = free_port()
     config = tmp_path / "settings.toml"
-    config.write_text('http = "tcp:%d:interface=127.0.0.1"\ninterval = 999\nmin-interval = 99\n'
-                      % port)
+    config.write_text('http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\ninterval = 999\n'
+                      'min-interval = 99\n' % port)
     tracker = TrackerProcess(["tracker", "--config", str(config)], tmp_path, [("127.0.0.1", port)])
     try:
         reply = bdecode(get("127.0.0.1", port, announce_target())[1])
@@ -128,7 +133,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         port = busy.getsockname()[1]
         result = subprocess.run(
             twistd_command() + ["-n", "--pidfile=", "--logfile=-", "tracker", "--http",
-                                "tcp:%d:interface=127.0.0.1" % port],
+                                "tcp:%d:interface=127.0.0.1" % port, "--udp", "off"],
             cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "Couldn't listen on 127.0.0.1:%d" % port in result.stdout + result.stderr
@@ -154,3 +159,41 @@ def test_installed_twistd_finds_the_plugin(tmp_path):
     assert result.returncode == 0
     commands = result.stdout.split("Commands:", 1)[1]
     assert any(line.split()[:1] == ["tracker"] for line in commands.splitlines()), commands
+
+
+def udp_exchange(host: str, port: int, packet: bytes) -> bytes:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(packet, (host, port))
+        return s.recv(4096)
+
+
+def udp_announce(host: str, port: int, peer: int, peer_port: int, left: int) -> dict:
+    reply = udp_exchange(host, port, (0x41727101980).to_bytes(8, "big") + struct.pack(">II", 0, 1))
+    action, tid, connection_id = struct.unpack(">II8s", reply)
+    assert (action, tid) == (0, 1)
+    packet = struct.pack(">8sII20s20sQQQIIIiH", connection_id, 1, 2, info_hash(1), peer_id(peer),
+                         0, left, 0, 2, 0, 0, -1, peer_port)
+    reply = udp_exchange(host, port, packet)
+    action, tid, interval, leechers, seeders = struct.unpack_from(">IIIII", reply)
+    assert (action, tid) == (1, 2), reply
+    return {"interval": interval, "leechers": leechers, "seeders": seeders, "peers": reply[20:]}
+
+
+def test_udp_and_http_share_one_swarm_over_ipv4_and_ipv6(dual_stack_tracker):
+    port, tracker = dual_stack_tracker
+    # A UDP seeder over IPv4, then a UDP leecher over IPv6.
+    udp_announce("127.0.0.1", tracker.udp_port, peer=1, peer_port=7001, left=0)
+    reply = udp_announce("::1", tracker.udp_port, peer=2, peer_port=7002, left=10)
+    assert (reply["seeders"], reply["leechers"]) == (1, 1)
+    assert reply["interval"] == 1800
+    assert reply["peers"] == b""  # an IPv6 request gets IPv6 peers; the seeder is IPv4
+    # An HTTP client sees both UDP peers.
+    reply = bdecode(get("127.0.0.1", port, announce_target(peer=3, port=7003))[1])
+    assert reply[b"peers"] == bytes([127, 0, 0, 1]) + (7001).to_bytes(2, "big")
+    assert reply[b"peers6"] == socket.inet_pton(socket.AF_INET6, "::1") + (7002).to_bytes(2, "big")
+    # And a UDP client over IPv4 sees the HTTP peer.
+    reply = udp_announce("127.0.0.1", tracker.udp_port, peer=4, peer_port=7004, left=10)
+    assert bytes([127, 0, 0, 1]) + (7003).to_bytes(2, "big") in [
+        reply["peers"][i:i + 6] for i in range(0, len(reply["peers"]), 6)]

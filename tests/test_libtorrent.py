@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from urllib.parse import quote_from_bytes
 
@@ -85,19 +86,25 @@ def scrape(port: int, info_hash: bytes):
     return bdecode(body)[b"files"][info_hash]
 
 
-def test_libtorrent_leecher_downloads_from_seeder_through_the_tracker(tmp_path):
+@pytest.mark.parametrize("scheme", ["http", "udp"])
+def test_libtorrent_leecher_downloads_from_seeder_through_the_tracker(tmp_path, scheme):
+    """The torrent names one tracker URL, http:// or udp://; the test itself
+    watches the swarm through the HTTP scrape."""
     tracker_port = free_port()
+    udp_port = free_port(kind=socket.SOCK_DGRAM)
     tracker = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % tracker_port,
-         "--interval", "5", "--min-interval", "1"],
+         "--udp", "127.0.0.1:%d" % udp_port, "--interval", "5", "--min-interval", "1"],
         tmp_path, [("127.0.0.1", tracker_port)])
+    announce_url = ("http://127.0.0.1:%d/announce" % tracker_port if scheme == "http"
+                    else "udp://127.0.0.1:%d/announce" % udp_port)
     seed_dir = tmp_path / "seed"
     leech_dir = tmp_path / "leech"
     seed_dir.mkdir()
     leech_dir.mkdir()
     payload = os.urandom(FILE_SIZE)
     (seed_dir / "payload.bin").write_bytes(payload)
-    info = make_torrent(seed_dir, "payload.bin", "http://127.0.0.1:%d/announce" % tracker_port)
+    info = make_torrent(seed_dir, "payload.bin", announce_url)
     info_hash = bytes.fromhex(str(info.info_hash()))
 
     seeder = make_session(free_port())

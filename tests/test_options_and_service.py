@@ -21,6 +21,23 @@ def no_ambient_config(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
+class MemoryReactorWithUDP(MemoryReactorClock):
+    """MemoryReactorClock records TCP listeners; this records UDP ones too."""
+
+    def __init__(self):
+        super().__init__()
+        self.udpServers = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.udpServers.append((port, protocol, interface, maxPacketSize))
+        return _FakeUDPPort()
+
+
+class _FakeUDPPort:
+    def stopListening(self):
+        return None
+
+
 def parse(*args):
     config = Options()
     config.parseOptions(list(args))
@@ -30,6 +47,7 @@ def parse(*args):
 def test_defaults():
     config = parse()
     assert config["http"] == [DEFAULT_HTTP]
+    assert config["udp"] == [("::", 6969)]
     assert (config["interval"], config["min-interval"], config["peer-ttl"]) == (1800, 900, None)
     assert (config["numwant"], config["max-numwant"]) == (50, 200)
     assert config["allow-ip-param"] is False
@@ -97,23 +115,47 @@ def test_missing_config_file_is_a_usage_error(tmp_path):
 
 
 def test_make_service_builds_listeners_without_touching_the_network():
-    reactor = MemoryReactorClock()
+    reactor = MemoryReactorWithUDP()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",
+                   "--udp", "127.0.0.1:7003", "--udp", "[::1]:7004",
                    "--interval", "100", "--min-interval", "50")
     service = makeService(config, reactor)
-    assert reactor.tcpServers == []
+    assert reactor.tcpServers == [] and reactor.udpServers == []
     listeners = [s for s in service if isinstance(s, StreamServerEndpointService)]
     assert len(listeners) == 2
     assert service.core.settings.interval_s == 100
     service.startService()
     assert sorted((port, iface) for port, _, _, iface in reactor.tcpServers) == [
         (7001, "127.0.0.1"), (7002, "::1")]
+    assert sorted((port, iface) for port, _, iface, _ in reactor.udpServers) == [
+        (7003, "127.0.0.1"), (7004, "::1")]
     service.stopService()
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("6969", [("::", 6969)]),
+    ("127.0.0.1:7000", [("127.0.0.1", 7000)]),
+    ("[::1]:7000", [("::1", 7000)]),
+    ("off", []),
+])
+def test_udp_addresses(spec, expected):
+    assert parse("--udp", spec)["udp"] == expected
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("::1:7000", "brackets"),
+    ("host:7000", "not an IP address"),
+    ("70000", "port must be 1 to 65535"),
+    ("[::1]7000", "expected [IPV6]:PORT"),
+])
+def test_bad_udp_addresses_are_usage_errors(spec, message):
+    with pytest.raises(UsageError, match=message.replace("[", "\\[")):
+        parse("--udp", spec)
 
 
 def test_service_expires_peers_on_its_timer():
     reactor = MemoryReactorClock()
-    config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100",
+    config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100", "--udp", "off",
                    "--min-interval", "50", "--sweep-interval", "10")
     service = makeService(config, reactor)
     service.startService()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from twisted.python import usage
 
@@ -68,6 +68,18 @@ def _endpoints(value: Any) -> List[str]:
     return list(value)
 
 
+def _udp_addresses(value: Any) -> List[Tuple[str, int]]:
+    from tracker.doors.udp import parse_udp_address
+
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError("must be [HOST:]PORT or a list of them")
+    if [str(v) for v in value] in (["off"], ["none"], [""]):
+        return []
+    return [parse_udp_address(str(v)) for v in value]
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -79,6 +91,8 @@ def _flag(value: Any) -> bool:
 SETTINGS: List[Setting] = [
     Setting("http", [DEFAULT_HTTP], _endpoints,
             "HTTP tracker endpoint (Twisted endpoint string); repeat for several"),
+    Setting("udp", ["6969"], _udp_addresses,
+            "UDP tracker address [HOST:]PORT; repeat for several; 'off' for none"),
     Setting("interval", 1800, _positive_int, "announce interval sent to clients, seconds"),
     Setting("min-interval", 900, _positive_int, "minimum announce interval sent to clients, seconds"),
     Setting("peer-ttl", None, lambda v: None if v is None else _positive_int(v),
@@ -86,10 +100,13 @@ SETTINGS: List[Setting] = [
     Setting("numwant", 50, _non_negative_int, "peers returned when the client does not say"),
     Setting("max-numwant", 200, _non_negative_int, "most peers returned to one announce"),
     Setting("max-scrape-hashes", 100, _positive_int, "most info hashes in one scrape"),
-    Setting("allow-ip-param", False, _flag, "honour the announce 'ip' parameter"),
+    Setting("allow-ip-param", False, _flag,
+            "honour the announce 'ip' parameter (HTTP) and IP field (UDP)"),
     Setting("tracker-id", None, _optional_text, "'tracker id' sent in every announce reply"),
     Setting("warning-message", None, _optional_text,
             "'warning message' sent in every announce reply (for example a planned move)"),
+    Setting("udp-connection-id-max-age", 300.0, _positive_float,
+            "seconds a UDP connection id stays valid (BEP 15 asks for at least 120)"),
     Setting("sweep-interval", 60.0, _positive_float, "seconds between expiry sweeps"),
     Setting("sweep-slice", 10000, _positive_int,
             "peers examined per reactor turn during an expiry sweep"),
@@ -101,6 +118,7 @@ SETTINGS: List[Setting] = [
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 _FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
+_REPEATABLE = {"http", "udp"}
 
 
 def _describe(setting: Setting) -> str:
@@ -140,19 +158,27 @@ class Options(usage.Options):
          % (CONFIG_ENV, DEFAULT_CONFIG_PATH)],
     ] + [
         [s.name, None, None, _describe(s)]
-        for s in SETTINGS if s.name not in _FLAGS and s.name != "http"
+        for s in SETTINGS if s.name not in _FLAGS and s.name not in _REPEATABLE
     ]
     optFlags = [[name, None, _describe(_BY_NAME[name])] for name in sorted(_FLAGS)]
 
     def __init__(self) -> None:
         super().__init__()
-        self["http"] = None
+        for name in _REPEATABLE:
+            self[name] = None
+
+    def _append(self, name: str, value: str) -> None:
+        if self[name] is None:
+            self[name] = []
+        self[name].append(value)
 
     def opt_http(self, endpoint: str) -> None:
         """HTTP endpoint (Twisted endpoint string, e.g. tcp:6969:interface=127.0.0.1); repeat for several [default: tcp6:6969:interface=\\:\\:, i.e. IPv4 and IPv6]"""
-        if self["http"] is None:
-            self["http"] = []
-        self["http"].append(endpoint)
+        self._append("http", endpoint)
+
+    def opt_udp(self, address: str) -> None:
+        """UDP tracker address [HOST:]PORT, an IPv6 host in brackets; repeat for several; 'off' for none [default: 6969 on :: , i.e. IPv4 and IPv6]"""
+        self._append("udp", address)
 
     def postOptions(self) -> None:
         path = self["config"] or os.environ.get(CONFIG_ENV)
@@ -170,7 +196,7 @@ class Options(usage.Options):
             elif name in from_file:
                 source, value = "%s in %s" % (name, path), from_file[name]
             else:
-                self[name] = setting.default
+                self[name] = setting.convert(setting.default) if setting.default is not None else None
                 continue
             try:
                 self[name] = setting.convert(value)

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import StreamServerEndpointService, TimerService, UDPServer
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from tracker.core import TrackerCore, TrackerSettings
+from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
+from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options
 
@@ -85,6 +87,16 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         listener._raiseSynchronously = True
         listener.setName("http " + description)
         listener.setServiceParent(top)
+    if config["udp"]:
+        udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
+                                       connection_id_max_age_s=config["udp-connection-id-max-age"])
+        connection_ids = ConnectionIds(reactor, max_age_s=udp_settings.connection_id_max_age_s)
+        for host, port in config["udp"]:
+            protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
+            listener = UDPServer(port, protocol, interface=host, reactor=reactor)
+            listener.setName("udp %s:%d" % (host, port))
+            listener.setServiceParent(top)
+
     timeouts = TimerService(HTTP_TIMEOUT_CHECK_S, http_factory.tick)
     timeouts.clock = reactor
     timeouts.setServiceParent(top)

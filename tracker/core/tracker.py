@@ -57,6 +57,9 @@ class AnnounceRequest:
     event = attr.ib(default=0)  # type: int
     numwant = attr.ib(default=None)  # type: Optional[int]
     door = attr.ib(default="http")  # type: str
+    # BEP 41 URL data of a UDP announce (path and query of the announce URL),
+    # carried for features such as passkeys; the core does not read it yet.
+    url_data = attr.ib(default=b"")  # type: bytes
 
 
 @attr.s(slots=True)

@@ -1,0 +1,366 @@
+"""The UDP door (BEP 15, BEP 41) over FakeDatagramTransport, with task.Clock."""
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import FakeDatagramTransport
+
+from helpers import info_hash, peer_id
+from tracker.core import TrackerCore, TrackerSettings
+from tracker.doors.connection_ids import WINDOW_S, ConnectionIds
+from tracker.doors.udp import (
+    PROTOCOL_ID, UDPDoorSettings, UDPTrackerProtocol, parse_options,
+)
+
+CLIENT = ("10.0.0.1", 40000)
+
+
+class UDPClient:
+    """Speaks BEP 15 to the door through a FakeDatagramTransport."""
+
+    def __init__(self, door, transport, addr=CLIENT):
+        self.door = door
+        self.transport = transport
+        self.addr = addr
+        self.tid = 1000
+
+    def send(self, packet: bytes):
+        """Send one datagram; return the reply bytes, or None for silence."""
+        before = len(self.transport.written)
+        self.door.datagramReceived(packet, self.addr)
+        replies = self.transport.written[before:]
+        assert len(replies) <= 1
+        if not replies:
+            return None
+        data, to = replies[0]
+        assert to == self.addr
+        return data
+
+    def connect(self) -> bytes:
+        self.tid += 1
+        reply = self.send(PROTOCOL_ID + struct.pack(">II", 0, self.tid))
+        action, tid, connection_id = struct.unpack(">II8s", reply)
+        assert (action, tid) == (0, self.tid)
+        return connection_id
+
+    def announce_packet(self, connection_id, swarm=1, peer=1, left=100, event=0, port=6881,
+                        numwant=-1, ip=0, uploaded=0, downloaded=0, options=b""):
+        self.tid += 1
+        return struct.pack(">8sII20s20sQQQIIIiH", connection_id, 1, self.tid, info_hash(swarm),
+                           peer_id(peer), downloaded, left, uploaded, event, ip, 0, numwant,
+                           port) + options
+
+    def announce(self, **kwargs):
+        connection_id = kwargs.pop("connection_id", None) or self.connect()
+        reply = self.send(self.announce_packet(connection_id, **kwargs))
+        action, tid = struct.unpack_from(">II", reply)
+        if action == 3:
+            return {"error": reply[8:].decode()}
+        assert (action, tid) == (1, self.tid)
+        interval, leechers, seeders = struct.unpack_from(">III", reply, 8)
+        return {"interval": interval, "leechers": leechers, "seeders": seeders, "peers": reply[20:]}
+
+    def scrape(self, hashes, connection_id=None):
+        connection_id = connection_id or self.connect()
+        self.tid += 1
+        reply = self.send(struct.pack(">8sII", connection_id, 2, self.tid) + b"".join(hashes))
+        action, tid = struct.unpack_from(">II", reply)
+        if action == 3:
+            return {"error": reply[8:].decode()}
+        assert tid == self.tid
+        return [struct.unpack_from(">III", reply, 8 + 12 * i) for i in range(len(hashes))]
+
+
+@pytest.fixture
+def clock():
+    c = Clock()
+    c.advance(1_000_000)
+    return c
+
+
+@pytest.fixture
+def core():
+    return TrackerCore(TrackerSettings(interval_s=1800, min_interval_s=900), rng=random.Random(3))
+
+
+@pytest.fixture
+def transport():
+    return FakeDatagramTransport()
+
+
+@pytest.fixture
+def door(core, clock, transport):
+    protocol = UDPTrackerProtocol(core, clock, UDPDoorSettings())
+    protocol.makeConnection(transport)
+    return protocol
+
+
+@pytest.fixture
+def client(door, transport):
+    return UDPClient(door, transport)
+
+
+# -- connect ------------------------------------------------------------------------
+
+
+def test_connect_reply_is_16_bytes_with_the_transaction_id(client):
+    reply = client.send(PROTOCOL_ID + struct.pack(">II", 0, 77))
+    assert len(reply) == 16
+    assert struct.unpack(">II", reply[:8]) == (0, 77)
+
+
+def test_connect_without_magic_is_silent(client, core):
+    assert client.send(b"\x00" * 8 + struct.pack(">II", 0, 77)) is None
+    assert core.stats.failures == {"udp_bad_magic": 1}
+
+
+def test_short_datagram_is_silent(client):
+    for size in range(16):
+        assert client.send(PROTOCOL_ID[:size]) is None
+
+
+# -- announce -------------------------------------------------------------------------
+
+
+def test_announce_returns_counts_interval_and_ipv4_peers(door, transport, core):
+    other = UDPClient(door, transport, ("10.0.0.2", 40001))
+    other.announce(peer=2, port=7000, left=0)
+    reply = UDPClient(door, transport).announce(peer=1, port=6881)
+    assert reply["interval"] == 1800
+    assert (reply["seeders"], reply["leechers"]) == (1, 1)
+    assert reply["peers"] == bytes([10, 0, 0, 2]) + (7000).to_bytes(2, "big")
+
+
+def test_ipv6_request_gets_18_byte_peers_only(door, transport):
+    UDPClient(door, transport, ("2001:db8::2", 1, 0, 0)).announce(peer=2, port=7000)
+    UDPClient(door, transport, ("10.0.0.3", 1)).announce(peer=3, port=7001)
+    reply = UDPClient(door, transport, ("2001:db8::9", 2, 0, 0)).announce(peer=9)
+    assert reply["peers"] == bytes.fromhex("20010db8000000000000000000000002") + b"\x1b\x58"
+    reply = UDPClient(door, transport, ("10.0.0.4", 2)).announce(peer=4)
+    assert reply["peers"] == bytes([10, 0, 0, 3]) + b"\x1b\x59"
+
+
+def test_ipv4_mapped_client_is_an_ipv4_peer(door, transport, core):
+    UDPClient(door, transport, ("::ffff:10.1.1.1", 5, 0, 0)).announce(peer=1, port=7000)
+    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    assert (peer.ip, peer.compact) == ("10.1.1.1", bytes([10, 1, 1, 1]) + b"\x1b\x58")
+
+
+def test_requester_never_gets_itself_and_seeder_gets_no_seeders(door, transport):
+    for n in range(2, 6):
+        UDPClient(door, transport, ("10.0.0.%d" % n, 1)).announce(peer=n, port=7000 + n, left=0)
+    UDPClient(door, transport, ("10.0.0.9", 1)).announce(peer=9, port=7009, left=5)
+    seeder = UDPClient(door, transport, ("10.0.0.2", 1)).announce(peer=2, port=7002, left=0)
+    assert seeder["peers"] == bytes([10, 0, 0, 9]) + (7009).to_bytes(2, "big")
+    leecher = UDPClient(door, transport, ("10.0.0.9", 1)).announce(peer=9, port=7009, left=5)
+    assert len(leecher["peers"]) == 4 * 6
+    assert bytes([10, 0, 0, 9]) not in [leecher["peers"][i:i + 4] for i in range(0, 24, 6)]
+
+
+def test_num_want_minus_one_means_default_and_positive_limits(door, transport, core):
+    for n in range(2, 80):
+        UDPClient(door, transport, ("10.0.1.%d" % n, 1)).announce(peer=n, port=7000 + n)
+    assert len(UDPClient(door, transport).announce(numwant=-1)["peers"]) == 50 * 6
+    assert len(UDPClient(door, transport).announce(numwant=5)["peers"]) == 5 * 6
+
+
+@pytest.mark.parametrize("event,effect", [(2, "joins"), (0, "joins"), (1, "completes"), (3, "leaves")])
+def test_event_codes(client, core, event, effect):
+    client.announce(peer=1, left=0 if effect == "completes" else 10)
+    client.announce(peer=1, event=event, left=0 if effect == "completes" else 10)
+    swarm = core.swarms[info_hash(1)]
+    assert (peer_id(1) in swarm.peers) == (effect != "leaves")
+    assert swarm.completed == (1 if effect == "completes" else 0)
+
+
+def test_peer_comes_in_by_the_udp_door(client, core):
+    client.announce()
+    assert core.swarms[info_hash(1)].peers[peer_id(1)].door == "udp"
+    assert core.stats.announces == {"udp": 1}
+
+
+def test_ip_field_is_ignored_unless_allowed(core, clock, transport):
+    door = UDPTrackerProtocol(core, clock, UDPDoorSettings())
+    door.makeConnection(transport)
+    UDPClient(door, transport).announce(ip=0x01020304)
+    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "10.0.0.1"
+    door = UDPTrackerProtocol(core, clock, UDPDoorSettings(allow_ip_field=True))
+    door.makeConnection(transport)
+    UDPClient(door, transport).announce(ip=0x01020304, peer=2)
+    assert core.swarms[info_hash(1)].peers[peer_id(2)].ip == "1.2.3.4"
+
+
+def test_bep41_url_data_reaches_the_core(client, core, monkeypatch):
+    seen = []
+    real = core.announce
+    monkeypatch.setattr(core, "announce", lambda req, now: (seen.append(req.url_data), real(req, now))[1])
+    options = b"\x01\x02\x05/anno\x01\x02\x08unce?x=1\x00\x02\x03zzz"
+    assert "error" not in client.announce(options=options)
+    assert seen == [b"/announce?x=1"]
+
+
+@pytest.mark.parametrize("options,expected", [
+    (b"", b""),
+    (b"\x00\x02\x03abc", b""),
+    (b"\x01\x01\x02\x03abc", b"abc"),
+    (b"\x02\x02ab\x02\x02cd", b"abcd"),
+    (b"\x09\x02xx\x02\x01y", b"y"),      # unknown type 9 with length 2 is skipped
+    (b"\x02\x05ab", b""),                # truncated: stop
+    (b"\x02\x01a\x02", b"a"),            # truncated length byte: keep what came before
+])
+def test_parse_options(options, expected):
+    assert parse_options(options) == expected
+
+
+# -- scrape -------------------------------------------------------------------------------
+
+
+def test_scrape_many_hashes(door, transport, client):
+    UDPClient(door, transport, ("10.0.0.2", 1)).announce(swarm=1, peer=2, left=0, event=1)
+    UDPClient(door, transport, ("10.0.0.3", 1)).announce(swarm=2, peer=3, left=9)
+    assert client.scrape([info_hash(1), info_hash(2), info_hash(3)]) == [
+        (1, 1, 0), (0, 0, 1), (0, 0, 0)]
+
+
+def test_scrape_of_74_hashes_is_answered_and_75_refused(client):
+    assert len(client.scrape([info_hash(n) for n in range(74)])) == 74
+    assert client.scrape([info_hash(n) for n in range(75)]) == {
+        "error": "at most 74 info hashes per scrape"}
+
+
+@pytest.mark.parametrize("body", [b"", b"x" * 19, b"x" * 41])
+def test_scrape_with_partial_hashes_is_an_error(client, body):
+    connection_id = client.connect()
+    reply = client.send(struct.pack(">8sII", connection_id, 2, 5) + body)
+    assert reply[:8] == struct.pack(">II", 3, 5)
+    assert reply[8:] == b"scrape needs whole 20-byte info hashes"
+
+
+# -- connection ids --------------------------------------------------------------------------
+
+
+def test_announce_with_a_forged_connection_id_gets_a_short_error(client, core):
+    packet = client.announce_packet(b"\x00\x01\x02\x03\x04\x05\x06\x07")
+    reply = client.send(packet)
+    assert struct.unpack(">II", reply[:8]) == (3, client.tid)
+    assert reply[8:].startswith(b"connection id expired")
+    assert len(reply) <= len(packet)
+    assert core.swarms == {}
+
+
+def test_connection_id_is_bound_to_the_address(door, transport, core):
+    connection_id = UDPClient(door, transport, ("10.0.0.1", 1)).connect()
+    other = UDPClient(door, transport, ("10.0.0.2", 1))
+    assert "error" in other.announce(connection_id=connection_id)
+    assert core.swarms == {}
+
+
+def test_connection_id_from_a_new_port_of_the_same_host_is_accepted(door, transport):
+    connection_id = UDPClient(door, transport, ("10.0.0.1", 1)).connect()
+    assert "error" not in UDPClient(door, transport, ("10.0.0.1", 2)).announce(
+        connection_id=connection_id)
+
+
+def test_connection_id_accepted_for_its_max_age_then_refused(client, clock):
+    connection_id = client.connect()
+    clock.advance(300)  # the default accepted age: 5 minutes
+    assert "error" not in client.announce(connection_id=connection_id)
+    clock.advance(WINDOW_S + 1)
+    assert client.announce(connection_id=connection_id)["error"].startswith("connection id expired")
+
+
+def test_connection_id_accepted_for_two_minutes_with_the_strictest_setting(core, transport):
+    clock = Clock()
+    clock.advance(12345.6)
+    door = UDPTrackerProtocol(core, clock, UDPDoorSettings(connection_id_max_age_s=120))
+    door.makeConnection(transport)
+    client = UDPClient(door, transport)
+    connection_id = client.connect()
+    clock.advance(120)
+    assert "error" not in client.announce(connection_id=connection_id)
+    clock.advance(2 * WINDOW_S)
+    assert "error" in client.announce(connection_id=connection_id)
+
+
+def test_connection_ids_survive_a_key_rotation():
+    clock = Clock()
+    ids = ConnectionIds(clock, max_age_s=300, rotate_s=600)
+    address = bytes([10, 0, 0, 1])
+    for step in range(200):
+        connection_id = ids.issue(address)
+        clock.advance(17)  # crosses many window and key boundaries
+        assert ids.check(connection_id, address), step
+    assert len(ids._keys) <= 2
+
+
+def test_connection_ids_before_a_restart_are_refused():
+    clock = Clock()
+    clock.advance(1000)
+    address = bytes([10, 0, 0, 1])
+    old = ConnectionIds(clock).issue(address)
+    assert not ConnectionIds(clock).check(old, address)
+
+
+def test_max_age_below_bep15_minimum_is_refused():
+    with pytest.raises(ValueError):
+        ConnectionIds(Clock(), max_age_s=60)
+
+
+# -- other bad input -------------------------------------------------------------------------
+
+
+def test_unknown_action_gets_an_error_no_longer_than_the_request(client):
+    packet = struct.pack(">8sII", b"\x00" * 8, 9, 42)
+    reply = client.send(packet)
+    assert reply == struct.pack(">II", 3, 42) + b"unknown action"[:8]
+    long_packet = packet + b"\x00" * 30
+    assert client.send(long_packet) == struct.pack(">II", 3, 42) + b"unknown action"
+
+
+def test_short_announce_from_a_verified_client_is_an_error(client, core):
+    connection_id = client.connect()
+    packet = client.announce_packet(connection_id)[:97]
+    reply = client.send(packet)
+    assert reply[8:] == b"announce packet too short: 98 bytes needed"
+    assert core.swarms == {}
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"port": 0}, "port must be between 1 and 65535"),
+    ({"event": 4}, "unknown event: use 0 to 3"),
+    ({"left": 2 ** 63}, "left, uploaded and downloaded must be 0 to 2^63-1"),
+])
+def test_impossible_fields_get_an_error_and_change_nothing(client, core, fields, message):
+    assert client.announce(**fields) == {"error": message}
+    assert core.swarms == {}
+
+
+def test_a_bug_is_logged_and_answered_with_silence(door, core, client, monkeypatch):
+    def broken(req, now):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(core, "announce", broken)
+    connection_id = client.connect()
+    assert client.send(client.announce_packet(connection_id)) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(datagram=st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda action, rest: b"\x00" * 8 + struct.pack(">I", action) + rest,
+              st.integers(0, 5), st.binary(max_size=120)),
+    st.builds(lambda rest: PROTOCOL_ID + rest, st.binary(max_size=40)),
+), host=st.sampled_from(["10.0.0.1", "::1", "::ffff:10.0.0.2", "2001:db8::1"]))
+def test_random_datagrams_never_raise_or_amplify(datagram, host):
+    """An unverified source never gets more bytes back than it sent."""
+    core = TrackerCore()
+    transport = FakeDatagramTransport()
+    door = UDPTrackerProtocol(core, Clock())
+    door.makeConnection(transport)
+    door.datagramReceived(datagram, (host, 1234))
+    for reply, _ in transport.written:
+        assert len(reply) <= len(datagram)
+    assert core.swarms == {}

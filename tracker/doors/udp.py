@@ -1,0 +1,214 @@
+"""The UDP door: BEP 15 (connect, announce, scrape, error) with BEP 41 options.
+
+What each kind of bad datagram gets (no reply is ever larger than the request
+unless the sender proved its address with a valid connection id):
+
+| datagram                                         | answer                              |
+|--------------------------------------------------|-------------------------------------|
+| shorter than 16 bytes                            | silence (no transaction id to echo) |
+| connect (action 0) without the protocol magic    | silence (not a BEP 15 client)       |
+| announce/scrape with a bad or expired id         | error "connection id ...", cut to the request's size |
+| unknown action                                   | error "unknown action", cut to the request's size    |
+| announce shorter than 98 bytes                   | error (the sender holds a valid id) |
+| scrape with no hash, a partial hash or > 74      | error (the sender holds a valid id) |
+| announce the core refuses (port 0, bad event...) | error with the core's reason        |
+| a bug while answering                            | silence, logged once with the cause |
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Optional, Tuple
+
+import attr
+from twisted.internet import udp
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
+from tracker.doors.connection_ids import ConnectionIds
+from tracker.doors.http import normalise_ip
+
+log = Logger()
+
+PROTOCOL_ID = (0x41727101980).to_bytes(8, "big")
+ACTION_CONNECT = 0
+ACTION_ANNOUNCE = 1
+ACTION_SCRAPE = 2
+ACTION_ERROR = 3
+MAX_SCRAPE_HASHES = 74
+ANNOUNCE_SIZE = 98
+
+_HEAD = struct.Struct(">8sII")  # connection id (or magic), action, transaction id
+_ANNOUNCE = struct.Struct(">8sII20s20sQQQIIIiH")
+_CONNECT_REPLY = struct.Struct(">II8s")
+_ANNOUNCE_REPLY = struct.Struct(">IIIII")
+_ACTION_TID = struct.Struct(">II")
+_SCRAPE_ENTRY = struct.Struct(">III")
+
+# BEP 41 option types.
+OPTION_END = 0x0
+OPTION_NOP = 0x1
+OPTION_URL_DATA = 0x2
+
+
+def parse_options(data: bytes) -> bytes:
+    """BEP 41: the URL data of an announce's options, concatenated.
+
+    Unknown option types carry a length byte and are skipped; a truncated
+    option ends parsing (what came before it is kept)."""
+    url_data = []
+    i = 0
+    n = len(data)
+    while i < n:
+        kind = data[i]
+        if kind == OPTION_END:
+            break
+        if kind == OPTION_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        length = data[i + 1]
+        end = i + 2 + length
+        if end > n:
+            break
+        if kind == OPTION_URL_DATA:
+            url_data.append(data[i + 2:end])
+        i = end
+    return b"".join(url_data)
+
+
+@attr.s(slots=True, frozen=True)
+class UDPDoorSettings:
+    allow_ip_field = attr.ib(default=False)
+    connection_id_max_age_s = attr.ib(default=300.0)
+
+
+def error_packet(transaction_id: int, message: str, limit: Optional[int] = None) -> bytes:
+    packet = _ACTION_TID.pack(ACTION_ERROR, transaction_id) + message.encode("utf-8")
+    return packet if limit is None else packet[:limit]
+
+
+class UDPTrackerProtocol(DatagramProtocol):
+    """One UDP socket (IPv4, IPv6 or dual-stack) onto the core."""
+
+    def __init__(self, core: TrackerCore, clock, settings: Optional[UDPDoorSettings] = None,
+                 connection_ids: Optional[ConnectionIds] = None) -> None:
+        self.core = core
+        self.clock = clock
+        self.settings = settings or UDPDoorSettings()
+        self.connection_ids = connection_ids or ConnectionIds(
+            clock, max_age_s=self.settings.connection_id_max_age_s)
+        self._sendto = None
+
+    def startProtocol(self) -> None:
+        # Twisted's Port.write checks the address three times per datagram;
+        # the socket's own sendto does not (the address came from recvfrom).
+        if isinstance(self.transport, udp.Port) and getattr(self.transport, "socket", None):
+            self._sendto = self.transport.socket.sendto
+
+    def datagramReceived(self, data: bytes, addr: Tuple) -> None:
+        try:
+            reply = self.answer(data, addr[0])
+        except Exception:
+            log.failure("unexpected error answering a UDP datagram from {host}", host=addr[0])
+            return
+        if reply is None:
+            return
+        if self._sendto is not None:
+            try:
+                self._sendto(reply, addr)
+            except OSError:
+                pass  # a full buffer or an unreachable client: UDP may drop it
+        else:
+            self.transport.write(reply, addr)
+
+    def answer(self, data: bytes, host: str) -> Optional[bytes]:
+        """The reply to one datagram from `host`, or None for silence."""
+        size = len(data)
+        if size < 16:
+            self.core.stats.count_failure("udp_short_packet")
+            return None
+        connection_id, action, transaction_id = _HEAD.unpack_from(data)
+        ip = normalise_ip(host)
+        address = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        if action == ACTION_CONNECT:
+            if connection_id != PROTOCOL_ID:
+                self.core.stats.count_failure("udp_bad_magic")
+                return None
+            return _CONNECT_REPLY.pack(ACTION_CONNECT, transaction_id,
+                                       self.connection_ids.issue(address))
+        if action != ACTION_ANNOUNCE and action != ACTION_SCRAPE:
+            self.core.stats.count_failure("udp_unknown_action")
+            return error_packet(transaction_id, "unknown action", limit=size)
+        if not self.connection_ids.check(connection_id, address):
+            self.core.stats.count_failure("udp_bad_connection_id")
+            return error_packet(transaction_id, "connection id expired or invalid: connect again",
+                                limit=size)
+        try:
+            if action == ACTION_ANNOUNCE:
+                return self._announce(data, transaction_id, ip, address)
+            return self._scrape(data, transaction_id)
+        except TrackerError as error:
+            self.core.stats.count_failure(error.code)
+            return error_packet(transaction_id, error.message)
+
+    def _announce(self, data: bytes, transaction_id: int, ip: str, address: bytes) -> bytes:
+        if len(data) < ANNOUNCE_SIZE:
+            raise TrackerError("udp_short_announce", "announce packet too short: 98 bytes needed")
+        (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, _key,
+         numwant, port) = _ANNOUNCE.unpack_from(data)
+        if event > 3:
+            raise TrackerError("invalid_event", "unknown event: use 0 to 3")
+        if ip_field and self.settings.allow_ip_field and len(address) == 4:
+            ip = socket.inet_ntoa(ip_field.to_bytes(4, "big"))
+        request = AnnounceRequest(
+            info_hash, peer_id, ip, port, uploaded, downloaded, left, event,
+            None if numwant < 0 else numwant, DOOR_UDP,
+            parse_options(data[ANNOUNCE_SIZE:]) if len(data) > ANNOUNCE_SIZE else b"")
+        result = self.core.announce(request, self.clock.seconds())
+        # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
+        width = len(address) + 2
+        peers = b"".join([p.compact for p in result.peers])
+        if len(peers) != width * len(result.peers):
+            peers = b"".join([p.compact for p in result.peers if len(p.compact) == width])
+        return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, result.interval_s,
+                                    result.incomplete, result.complete) + peers
+
+    def _scrape(self, data: bytes, transaction_id: int) -> bytes:
+        body = memoryview(data)[16:]
+        if not body or len(body) % 20:
+            raise TrackerError("udp_bad_scrape", "scrape needs whole 20-byte info hashes")
+        if len(body) > 20 * MAX_SCRAPE_HASHES:
+            raise TrackerError("too_many_hashes", "at most %d info hashes per scrape"
+                               % MAX_SCRAPE_HASHES)
+        hashes = [bytes(body[i:i + 20]) for i in range(0, len(body), 20)]
+        files = self.core.scrape(hashes, DOOR_UDP)
+        return _ACTION_TID.pack(ACTION_SCRAPE, transaction_id) + b"".join(
+            _SCRAPE_ENTRY.pack(e.complete, e.downloaded, e.incomplete)
+            for e in (files[h] for h in hashes))
+
+
+def parse_udp_address(spec: str) -> Tuple[str, int]:
+    """`[HOST:]PORT` (an IPv6 host in brackets) to (interface, port).
+
+    A bare port listens on `::`, which takes IPv4 and IPv6 on a dual-stack host."""
+    spec = spec.strip()
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+        if not sep:
+            raise ValueError("expected [IPV6]:PORT")
+    elif spec.count(":") == 1:
+        host, _, port = spec.partition(":")
+    elif ":" in spec:
+        raise ValueError("put an IPv6 address in brackets: [::1]:6969")
+    else:
+        host, port = "::", spec
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("port must be 1 to 65535")
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        raise ValueError("%r is not an IP address" % host)
+    return host, int(port)
