@@ -1,7 +1,7 @@
 """BEP 15 connection ids that cannot be forged and need no per-client table.
 
 An id is 8 bytes: the low 16 bits of the time window it was issued in, then a
-48-bit keyed BLAKE2b MAC over (window, client address). Checking one takes a
+48-bit keyed BLAKE2s MAC (BLAKE2s: the fastest keyed hash on PyPy here) over (window, client address). Checking one takes a
 single MAC and a constant-time comparison; nothing is stored per client.
 
 The MAC key rotates every `rotate_s` seconds; the previous key is kept so an id
@@ -49,7 +49,7 @@ class ConnectionIds:
         return key
 
     def _mac(self, key: bytes, window: int, address: bytes) -> bytes:
-        return hashlib.blake2b(window.to_bytes(8, "big") + address, key=key, digest_size=6).digest()
+        return hashlib.blake2s(window.to_bytes(8, "big") + address, key=key, digest_size=6).digest()
 
     def issue(self, address: bytes) -> bytes:
         """A connection id for the client at `address` (packed IP bytes)."""

@@ -1,0 +1,182 @@
+/*
+ * udp_load: a BEP 15 load generator for the tracker benchmark.
+ *
+ * Keeps WINDOW transactions in flight on one UDP socket. Each transaction
+ * is a connect followed by an announce for a random (torrent, peer) of the
+ * benchmark population, exactly as a client does it. Every reply is checked
+ * (size, action, transaction id, peer list length); anything else is counted
+ * as invalid. Prints one line: BENCH-JSON {...}.
+ *
+ * usage: udp_load HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW
+ *   HASHES_FILE holds the population's info hashes, 20 bytes each.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WINDOW 4096
+#define TIMEOUT_US 1000000
+
+enum { IDLE, CONNECTING, ANNOUNCING };
+
+struct slot {
+    int state;
+    uint32_t tid;
+    uint64_t started_us, sent_us;
+};
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + ts.tv_nsec / 1000;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void put32(unsigned char *p, uint32_t v) { v = htonl(v); memcpy(p, &v, 4); }
+static void put64(unsigned char *p, uint64_t v) { put32(p, (uint32_t)(v >> 32)); put32(p + 4, (uint32_t)v); }
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return ntohl(v); }
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW\n", argv[0]);
+        return 2;
+    }
+    const char *host = argv[1], *port = argv[2];
+    double seconds = atof(argv[3]);
+    int peers = atoi(argv[5]), window = atoi(argv[6]);
+    if (window < 1 || window > MAX_WINDOW || peers < 1) {
+        fprintf(stderr, "bad PEERS_PER_TORRENT or WINDOW\n");
+        return 2;
+    }
+
+    FILE *f = fopen(argv[4], "rb");
+    if (!f) { perror(argv[4]); return 2; }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    int torrents = (int)(size / 20);
+    unsigned char *hashes = malloc(size > 0 ? size : 1);
+    if (torrents < 1 || fread(hashes, 20, torrents, f) != (size_t)torrents) {
+        fprintf(stderr, "cannot read hashes from %s\n", argv[4]);
+        return 2;
+    }
+    fclose(f);
+
+    struct addrinfo hints = {0}, *ai;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(host, port, &hints, &ai) != 0) { fprintf(stderr, "bad address\n"); return 2; }
+    int fd = socket(ai->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) { perror("socket"); return 2; }
+    int peer_width = ai->ai_family == AF_INET6 ? 18 : 6;
+    int buf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+
+    struct slot slots[MAX_WINDOW];
+    memset(slots, 0, sizeof slots);
+    size_t lat_cap = 1 << 20, lat_n = 0;
+    uint32_t *latencies = malloc(lat_cap * sizeof *latencies);
+    uint64_t announces = 0, errors = 0, invalid = 0, timeouts = 0, peers_returned = 0;
+    uint32_t seq = 0;
+    unsigned char out[98], in[8192];
+
+    uint64_t start = now_us(), end = start + (uint64_t)(seconds * 1e6);
+    for (;;) {
+        uint64_t t = now_us();
+        int running = t < end;
+        int busy = 0;
+        for (int i = 0; i < window; i++) {
+            struct slot *s = &slots[i];
+            if (s->state != IDLE && t - s->sent_us > TIMEOUT_US) { timeouts++; s->state = IDLE; }
+            if (s->state == IDLE && running) {
+                s->tid = ((uint32_t)i << 20) | (++seq & 0xFFFFF);
+                put64(out, 0x41727101980ull);
+                put32(out + 8, 0);
+                put32(out + 12, s->tid);
+                if (send(fd, out, 16, 0) == 16) {
+                    s->state = CONNECTING;
+                    s->started_us = s->sent_us = t;
+                }
+            }
+            if (s->state != IDLE) busy = 1;
+        }
+        if (!running && !busy) break;
+
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, 10) <= 0) continue;
+        for (;;) {
+            ssize_t n = recv(fd, in, sizeof in, MSG_DONTWAIT);
+            if (n < 0) break;
+            if (n < 8) { invalid++; continue; }
+            uint32_t action = get32(in), tid = get32(in + 4);
+            uint32_t index = tid >> 20;
+            struct slot *s = index < (uint32_t)window ? &slots[index] : NULL;
+            if (!s || s->state == IDLE || s->tid != tid) { invalid++; continue; }
+            t = now_us();
+            if (action == 3) { errors++; s->state = IDLE; continue; }
+            if (s->state == CONNECTING) {
+                if (action != 0 || n != 16) { invalid++; s->state = IDLE; continue; }
+                int torrent = (int)(rng() % torrents), peer = (int)(rng() % peers);
+                char peer_id[21];
+                snprintf(peer_id, sizeof peer_id, "-BN0001-%012d", peer);
+                s->tid = ((uint32_t)index << 20) | (++seq & 0xFFFFF);
+                memcpy(out, in + 8, 8);                    /* connection id */
+                put32(out + 8, 1);                          /* announce */
+                put32(out + 12, s->tid);
+                memcpy(out + 16, hashes + 20 * torrent, 20);
+                memcpy(out + 36, peer_id, 20);
+                put64(out + 56, 0);                         /* downloaded */
+                put64(out + 64, peer % 2 == 0 ? 0 : 1000);  /* left: half seed */
+                put64(out + 72, 0);                         /* uploaded */
+                put32(out + 80, 0);                         /* event */
+                put32(out + 84, 0);                         /* ip */
+                put32(out + 88, (uint32_t)rng());           /* key */
+                put32(out + 92, 50);                        /* num_want */
+                uint16_t pp = htons((uint16_t)(10000 + peer));
+                memcpy(out + 96, &pp, 2);
+                if (send(fd, out, 98, 0) == 98) { s->state = ANNOUNCING; s->sent_us = t; }
+                else s->state = IDLE;
+            } else {
+                if (action != 1 || n < 20 || (n - 20) % peer_width) { invalid++; s->state = IDLE; continue; }
+                announces++;
+                peers_returned += (uint64_t)(n - 20) / peer_width;
+                if (lat_n == lat_cap) {
+                    lat_cap *= 2;
+                    latencies = realloc(latencies, lat_cap * sizeof *latencies);
+                }
+                latencies[lat_n++] = (uint32_t)(t - s->started_us);
+                s->state = IDLE;
+            }
+        }
+    }
+    uint64_t elapsed = now_us() - start;
+    qsort(latencies, lat_n, sizeof *latencies, cmp_u32);
+    uint32_t p50 = lat_n ? latencies[lat_n / 2] : 0;
+    uint32_t p99 = lat_n ? latencies[(size_t)(lat_n * 0.99)] : 0;
+    printf("BENCH-JSON {\"requests\": %llu, \"duration_us\": %llu, \"p50_us\": %u, \"p99_us\": %u, "
+           "\"errors\": %llu, \"timeouts\": %llu, \"peers_per_reply\": %.1f}\n",
+           (unsigned long long)announces, (unsigned long long)elapsed, p50, p99,
+           (unsigned long long)(errors + invalid), (unsigned long long)timeouts,
+           announces ? (double)peers_returned / announces : 0.0);
+    return 0;
+}
