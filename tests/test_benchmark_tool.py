@@ -1,0 +1,85 @@
+"""The benchmark command's own logic: its population, its Lua script, its parsing.
+
+Timings are never asserted here; only that the tool measures what it says."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from helpers import bdecode
+from tracker.core import TrackerCore
+from tracker.doors.http import HTTPTrackerFactory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import benchmark  # noqa: E402
+
+
+def test_population_paths_are_accepted_by_the_tracker():
+    core = TrackerCore()
+    factory = HTTPTrackerFactory(core, Clock())
+    address = IPv4Address("TCP", "127.0.0.1", 5000)
+    protocol = factory.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    for torrent in range(3):
+        for peer in range(4):
+            request = "GET %s HTTP/1.1\r\n\r\n" % benchmark.announce_path(torrent, peer)
+            protocol.dataReceived(request.encode())
+    assert core.peer_count == 12
+    assert len(core.swarms) == 3
+    swarm = core.swarms[benchmark.torrent_hash(0)]
+    assert len(swarm.seeders) == 2 and len(swarm.leechers) == 2
+    assert set(swarm.peers) == {benchmark.bench_peer_id(p) for p in range(4)}
+    body = transport.value().split(b"\r\n\r\n")[-1]
+    assert b"failure reason" not in bdecode(body)
+
+
+def test_wrk_script_draws_from_the_same_population():
+    script = benchmark.wrk_script(5, 50, "announce")
+    for torrent in range(5):
+        escaped = benchmark.announce_path(torrent, 0).split("info_hash=")[1].split("&")[0]
+        assert '"%s"' % escaped in script
+    assert "math.random(0, 49)" in script
+    assert "10000 + p" in script and "-BN0001-" in script
+    assert "/scrape?info_hash=" in benchmark.wrk_script(5, 50, "scrape")
+
+
+def test_parse_wrk_output_computes_rate():
+    output = "Running 10s test\nBENCH-JSON {\"requests\": 5000, \"duration_us\": 2000000, " \
+             "\"p50_us\": 900, \"p99_us\": 4000, \"errors\": 0, \"non2xx\": 0}\n"
+    figures = benchmark.parse_wrk_output(output)
+    assert figures["rps"] == 2500
+    assert figures["p99_us"] == 4000
+
+
+def test_parse_wrk_output_without_figures_is_an_error():
+    with pytest.raises(ValueError, match="no BENCH-JSON"):
+        benchmark.parse_wrk_output("wrk: connection refused\n")
+
+
+def test_summarise_takes_medians_and_ranges():
+    runs = [
+        {"rps": 100.0, "p50_us": 1000, "p99_us": 5000, "cpu_us_per_request": 10.0, "errors": 0, "non2xx": 0},
+        {"rps": 300.0, "p50_us": 3000, "p99_us": 7000, "cpu_us_per_request": 30.0, "errors": 1, "non2xx": 0},
+        {"rps": 200.0, "p50_us": 2000, "p99_us": 6000, "cpu_us_per_request": 20.0, "errors": 0,
+         "timeouts": 2},
+    ]
+    summary = benchmark.summarise(runs)
+    assert (summary["rps_median"], summary["rps_min"], summary["rps_max"]) == (200, 100, 300)
+    assert (summary["p50_ms"], summary["p99_ms"]) == (2.0, 6.0)
+    assert summary["cpu_us_per_request"] == 20
+    assert (summary["errors"], summary["lost"], summary["rounds"]) == (1, 2, 3)
+
+
+def test_markdown_table_has_a_row_per_runtime_and_scenario():
+    summary = benchmark.summarise([{"rps": 1.0, "p50_us": 1, "p99_us": 1,
+                                    "cpu_us_per_request": 1.0, "errors": 0}])
+    table = benchmark.markdown_table({"cpython": {"udp-announce": summary},
+                                      "pypy": {"udp-announce": summary}})
+    rows = [line for line in table.splitlines() if line.startswith("| cpython") or line.startswith("| pypy")]
+    assert len(rows) == 2
