@@ -9,9 +9,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from twisted.application.service import Application  # noqa: E402
 
 from tracker.options import Options  # noqa: E402
-from tracker.service import makeService  # noqa: E402
+from tracker.tap import makeService  # noqa: E402
+
+from twisted.python.usage import UsageError  # noqa: E402
 
 config = Options()
-config.parseOptions([])
+try:
+    config.parseOptions([])
+except UsageError as e:
+    raise SystemExit("tracker: %s" % (e,))
 application = Application("tracker")
 makeService(config).setServiceParent(application)

@@ -118,7 +118,7 @@ def test_make_service_builds_listeners_without_touching_the_network():
     reactor = MemoryReactorWithUDP()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",
                    "--udp", "127.0.0.1:7003", "--udp", "[::1]:7004",
-                   "--interval", "100", "--min-interval", "50")
+                   "--interval", "100", "--min-interval", "50", "--db", "off")
     service = makeService(config, reactor)
     assert reactor.tcpServers == [] and reactor.udpServers == []
     listeners = [s for s in service if isinstance(s, StreamServerEndpointService)]
@@ -156,7 +156,7 @@ def test_bad_udp_addresses_are_usage_errors(spec, message):
 def test_service_expires_peers_on_its_timer():
     reactor = MemoryReactorClock()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100", "--udp", "off",
-                   "--min-interval", "50", "--sweep-interval", "10")
+                   "--min-interval", "50", "--sweep-interval", "10", "--db", "off")
     service = makeService(config, reactor)
     service.startService()
     service.core.announce(announce_request(), reactor.seconds())

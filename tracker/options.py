@@ -107,6 +107,11 @@ SETTINGS: List[Setting] = [
             "'warning message' sent in every announce reply (for example a planned move)"),
     Setting("udp-connection-id-max-age", 300.0, _positive_float,
             "seconds a UDP connection id stays valid (BEP 15 asks for at least 120)"),
+    Setting("db", "tracker.sqlite3", str,
+            "SQLite file (relative to --data-dir); ':memory:' to keep nothing, 'off' for no persistence"),
+    Setting("data-dir", ".", str, "directory for the database file"),
+    Setting("flush-interval", 1.0, _positive_float,
+            "seconds between writes of changed swarm state to the database"),
     Setting("sweep-interval", 60.0, _positive_float, "seconds between expiry sweeps"),
     Setting("sweep-slice", 10000, _positive_int,
             "peers examined per reactor turn during an expiry sweep"),
@@ -202,6 +207,8 @@ class Options(usage.Options):
                 self[name] = setting.convert(value)
             except (TypeError, ValueError) as e:
                 raise usage.UsageError("%s: %r is not valid (%s)" % (source, value, e))
+        if self["db"] not in ("off", ":memory:"):
+            self["db"] = os.path.join(self["data-dir"], self["db"])
         if self["min-interval"] > self["interval"]:
             raise usage.UsageError("min-interval (%d) must not exceed interval (%d)"
                                    % (self["min-interval"], self["interval"]))

@@ -13,12 +13,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from tracker.core import TrackerCore, TrackerSettings
+from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options
+from tracker.store import PersistenceService, SQLiteStore, open_database
 
 __all__ = ["Options", "makeService", "core_settings", "http_settings"]
 
@@ -58,6 +59,7 @@ class TrackerService(MultiService):
     def __init__(self, core: TrackerCore) -> None:
         super().__init__()
         self.core = core
+        self.persistence: Optional[PersistenceService] = None
 
     def privilegedStartService(self) -> None:
         # Listeners bind here. A port that cannot be bound stops start-up with
@@ -74,11 +76,19 @@ class TrackerService(MultiService):
 
 
 def makeService(config: Options, reactor=None) -> TrackerService:
-    """Build the tracker service from parsed options. Touches no socket until started."""
+    """Build the tracker service from parsed options. Opens the database (so a
+    bad file fails at once, with StoreError) but touches no socket until started."""
     if reactor is None:
         from twisted.internet import reactor
-    core = TrackerCore(core_settings(config))
+    changes = ChangeLog() if config["db"] != "off" else None
+    core = TrackerCore(core_settings(config), changes=changes)
     top = TrackerService(core)
+
+    if changes is not None:
+        # First child: restores the swarms before any door starts, stops after them.
+        store = SQLiteStore(open_database(config["db"]), config["db"])
+        top.persistence = PersistenceService(core, changes, store, reactor, config["flush-interval"])
+        top.persistence.setServiceParent(top)
 
     http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
     for description in config["http"]:

@@ -65,10 +65,12 @@ class Swarm:
     so that a uniform random sample is a handful of index look-ups.
     """
 
-    __slots__ = ("info_hash", "peers", "seeders", "leechers", "completed", "completed_by")
+    __slots__ = ("info_hash", "peers", "seeders", "leechers", "completed", "completed_by",
+                 "first_seen")
 
-    def __init__(self, info_hash: bytes) -> None:
+    def __init__(self, info_hash: bytes, first_seen: float = 0.0) -> None:
         self.info_hash = info_hash
+        self.first_seen = first_seen
         self.peers: Dict[bytes, PeerRecord] = {}
         self.seeders: List[PeerRecord] = []
         self.leechers: List[PeerRecord] = []

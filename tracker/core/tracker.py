@@ -9,6 +9,7 @@ from typing import Dict, Iterable, Iterator, List, Optional
 
 import attr
 
+from tracker.core.changes import ChangeLog
 from tracker.core.swarm import (
     EVENT_COMPLETED, EVENT_STOPPED, PeerRecord, Swarm, compact_address,
 )
@@ -100,8 +101,11 @@ class TrackerCore:
     """Every swarm, keyed by 20-byte info hash, and the operations on them."""
 
     def __init__(self, settings: Optional[TrackerSettings] = None,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None,
+                 changes: Optional[ChangeLog] = None) -> None:
         self.settings = settings or TrackerSettings()
+        # Where changes are recorded for the store (None: nothing is persisted).
+        self.changes = changes
         self.swarms: Dict[bytes, Swarm] = {}
         self.peer_count = 0
         self.stats = TrackerStats()
@@ -141,12 +145,17 @@ class TrackerCore:
             if peer is not None:
                 swarm.remove(peer)
                 self.peer_count -= 1
+                if self.changes is not None:
+                    self.changes.peer_removed(req.info_hash, req.peer_id)
             return AnnounceResult(len(swarm.seeders), len(swarm.leechers), [],
                                   settings.interval_s, settings.min_interval_s)
 
+        changes = self.changes
         if swarm is None:
-            swarm = self.swarms[req.info_hash] = Swarm(req.info_hash)
+            swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, now)
             peer = None
+            if changes is not None:
+                changes.content_changed(swarm)
         else:
             peer = swarm.peers.get(req.peer_id)
         if peer is None:
@@ -165,8 +174,10 @@ class TrackerCore:
             peer.downloaded = req.downloaded
             peer.last_seen = now
             peer.door = req.door
-        if req.event == EVENT_COMPLETED:
-            swarm.mark_completed(req.peer_id)
+        if req.event == EVENT_COMPLETED and swarm.mark_completed(req.peer_id) and changes is not None:
+            changes.completed(swarm, req.peer_id, now)
+        if changes is not None:
+            changes.peer_updated(req.info_hash, peer)
         return AnnounceResult(len(swarm.seeders), len(swarm.leechers),
                               swarm.select(peer, numwant, self._rng),
                               settings.interval_s, settings.min_interval_s)
@@ -215,6 +226,8 @@ class TrackerCore:
                     swarm.remove(peer)
                     self.peer_count -= 1
                     removed += 1
+                    if self.changes is not None:
+                        self.changes.peer_removed(info_hash, peer.peer_id)
                 if examined >= budget:
                     examined = 0
                     yield removed
@@ -222,6 +235,21 @@ class TrackerCore:
                 del self.swarms[info_hash]
         self.stats.expired_peers += removed
         yield removed
+
+    # -- restoring from the store ----------------------------------------------
+
+    def restore_swarm(self, info_hash: bytes, first_seen: float, completed: int) -> Swarm:
+        """Recreate a swarm at start-up (nothing is recorded as changed)."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            swarm = self.swarms[info_hash] = Swarm(info_hash, first_seen)
+        swarm.completed = completed
+        return swarm
+
+    def restore_peer(self, swarm: Swarm, peer: PeerRecord) -> None:
+        if peer.peer_id not in swarm.peers:
+            swarm.add(peer)
+            self.peer_count += 1
 
     # -- figures --------------------------------------------------------------
 

@@ -3,7 +3,7 @@ from twisted.application.service import ServiceMaker
 
 tracker = ServiceMaker(
     "tracker",
-    "tracker.service",
+    "tracker.tap",
     "BitTorrent (HTTP) and CDN tracker",
     "tracker",
 )

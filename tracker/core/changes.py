@@ -1,0 +1,84 @@
+"""The change log: what changed in the swarms since the store last wrote.
+
+The core records into it on every change (a dict assignment, no I/O); the
+store swaps it out every flush interval and writes the batch off the reactor
+thread. Peers are recorded by reference, so a peer that announces ten times
+between two flushes is written once, with its latest state.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Set, Tuple
+
+from tracker.core.swarm import PeerRecord, Swarm
+
+PeerKey = Tuple[bytes, bytes]  # (info_hash, peer_id)
+
+
+class ChangeBatch:
+    """One flush worth of changes."""
+
+    __slots__ = ("peers", "removed", "content", "completions", "totals")
+
+    def __init__(self) -> None:
+        self.peers: Dict[PeerKey, PeerRecord] = {}
+        self.removed: Set[PeerKey] = set()
+        self.content: Dict[bytes, Swarm] = {}
+        self.completions: List[Tuple[bytes, bytes, float]] = []
+        # (minute, swarms, peers, seeders, leechers, announces)
+        self.totals: List[Tuple[int, int, int, int, int, int]] = []
+
+    def __len__(self) -> int:
+        return (len(self.peers) + len(self.removed) + len(self.content) + len(self.completions)
+                + len(self.totals))
+
+
+class ChangeLog:
+    """Collects changes for the store; `take()` hands them over and starts afresh."""
+
+    def __init__(self) -> None:
+        self._batch = ChangeBatch()
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    def peer_updated(self, info_hash: bytes, peer: PeerRecord) -> None:
+        key = (info_hash, peer.peer_id)
+        batch = self._batch
+        batch.peers[key] = peer
+        if batch.removed:
+            batch.removed.discard(key)
+
+    def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
+        key = (info_hash, peer_id)
+        batch = self._batch
+        batch.peers.pop(key, None)
+        batch.removed.add(key)
+
+    def content_changed(self, swarm: Swarm) -> None:
+        self._batch.content[swarm.info_hash] = swarm
+
+    def completed(self, swarm: Swarm, peer_id: bytes, now: float) -> None:
+        self._batch.content[swarm.info_hash] = swarm
+        self._batch.completions.append((swarm.info_hash, peer_id, now))
+
+    def totals(self, row: Tuple[int, int, int, int, int, int]) -> None:
+        self._batch.totals.append(row)
+
+    def take(self) -> ChangeBatch:
+        batch = self._batch
+        self._batch = ChangeBatch()
+        return batch
+
+    def give_back(self, batch: ChangeBatch) -> None:
+        """Return a batch that could not be written; newer changes win."""
+        current = self._batch
+        for key, peer in batch.peers.items():
+            if key not in current.peers and key not in current.removed:
+                current.peers[key] = peer
+        for key in batch.removed:
+            if key not in current.peers:
+                current.removed.add(key)
+        for info_hash, swarm in batch.content.items():
+            current.content.setdefault(info_hash, swarm)
+        current.completions[:0] = batch.completions
+        current.totals[:0] = batch.totals

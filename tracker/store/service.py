@@ -1,0 +1,146 @@
+"""Write-behind persistence: restore at start, flush every interval, flush at stop.
+
+The reactor thread only swaps the change log out (O(1)); rows are built and
+written by one dedicated store thread. A flush that fails is logged, its
+changes go back into the log, and the next interval retries them; requests
+are answered all the while.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from tracker.core import ChangeLog, TrackerCore
+from tracker.store.sqlite import SQLiteStore
+
+log = Logger()
+
+TOTALS_INTERVAL_S = 60
+
+
+class FlushStats:
+    """Figures about the store for the logs and, later, the metrics."""
+
+    __slots__ = ("flushes", "failures", "rows", "last_duration_s", "last_rows", "restore_s")
+
+    def __init__(self) -> None:
+        self.flushes = 0
+        self.failures = 0
+        self.rows = 0
+        self.last_duration_s = 0.0
+        self.last_rows = 0
+        self.restore_s = 0.0
+
+
+class PersistenceService(Service):
+    name = "persistence"
+
+    def __init__(self, core: TrackerCore, changes: ChangeLog, store: SQLiteStore, reactor,
+                 flush_interval_s: float = 1.0) -> None:
+        self.core = core
+        self.changes = changes
+        self.store = store
+        self.reactor = reactor
+        self.flush_interval_s = flush_interval_s
+        self.stats = FlushStats()
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tracker-store")
+        self._flushing: Optional[Deferred] = None
+        self._failing = False
+        self._flush_loop: Optional[LoopingCall] = None
+        self._totals_loop: Optional[LoopingCall] = None
+        self._announces_seen = 0
+
+    # -- start and stop -------------------------------------------------------
+
+    def startService(self) -> None:
+        report = self.store.restore(self.core, self.reactor.seconds())
+        self.stats.restore_s = report.seconds
+        log.info("restored {peers} live peers in {swarms} swarms from {path} in {seconds:.3f} s "
+                 "({dropped} expired peers dropped)", peers=report.peers, swarms=report.swarms,
+                 path=self.store.path, seconds=report.seconds, dropped=report.dropped_peers)
+        super().startService()
+        self._pool.start()
+        self._announces_seen = sum(self.core.stats.announces.values())
+        self._flush_loop = LoopingCall(self.flush)
+        self._flush_loop.clock = self.reactor
+        self._flush_loop.start(self.flush_interval_s, now=False)
+        self._totals_loop = LoopingCall(self.record_totals)
+        self._totals_loop.clock = self.reactor
+        self._totals_loop.start(TOTALS_INTERVAL_S, now=False)
+
+    def stopService(self) -> Deferred:
+        """Flush everything (after any flush in progress), then close the file."""
+        super().stopService()
+        for loop in (self._flush_loop, self._totals_loop):
+            if loop is not None and loop.running:
+                loop.stop()
+        pending = self._flushing or succeed(None)
+        pending.addBoth(lambda _: self.flush())
+        pending.addBoth(lambda _: self._final_report())
+        return pending
+
+    def _final_report(self) -> None:
+        if len(self.changes):
+            log.error("stopping with {count} changes not written to {path}",
+                      count=len(self.changes), path=self.store.path)
+        else:
+            log.info("all changes written to {path}", path=self.store.path)
+        self._pool.stop()
+        self.store.close()
+
+    # -- flushing ---------------------------------------------------------------
+
+    def flush(self) -> Deferred:
+        """Write what changed since the last flush, on the store thread."""
+        if self._flushing is not None:
+            return self._flushing
+        batch = self.changes.take()
+        if not batch:
+            return succeed(None)
+        started = time.perf_counter()
+        d = deferToThreadPool(self.reactor, self._pool, self.store.write, batch)
+
+        def written(rows: int) -> None:
+            stats = self.stats
+            stats.flushes += 1
+            stats.rows += rows
+            stats.last_rows = rows
+            stats.last_duration_s = time.perf_counter() - started
+            if self._failing:
+                log.info("writing to {path} works again", path=self.store.path)
+                self._failing = False
+
+        def failed(failure) -> None:
+            self.stats.failures += 1
+            self.changes.give_back(batch)
+            if not self._failing:  # log a failing streak once, not every second
+                log.error("cannot write to {path}: {error}; keeping {count} changes to retry",
+                          path=self.store.path, error=failure.getErrorMessage(), count=len(batch))
+                self._failing = True
+
+        def done(_):
+            self._flushing = None
+
+        d.addCallbacks(written, failed)
+        d.addBoth(done)
+        if self._flushing is None and not d.called:
+            self._flushing = d
+        return d
+
+    def record_totals(self) -> None:
+        totals = self.core.totals()
+        announces = sum(self.core.stats.announces.values())
+        self.changes.totals((int(self.reactor.seconds() // 60), totals["swarms"], totals["peers"],
+                             totals["seeders"], totals["leechers"], announces - self._announces_seen))
+        self._announces_seen = announces
+
+    @property
+    def backlog(self) -> int:
+        return len(self.changes)

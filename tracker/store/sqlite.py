@@ -1,0 +1,104 @@
+"""Writing change batches to SQLite, and rebuilding the core from it at start-up."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Dict, Optional
+
+import attr
+
+from tracker.core import ChangeBatch, PeerRecord, TrackerCore, compact_address
+
+_UPSERT_PEER = (
+    "INSERT OR REPLACE INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, "
+    "downloaded, last_seen, door) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_DELETE_PEER = "DELETE FROM peers WHERE info_hash = ? AND peer_id = ?"
+_UPSERT_CONTENT = (
+    "INSERT INTO content (info_hash, first_seen, completed) VALUES (?, ?, ?) "
+    "ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed")
+_INSERT_COMPLETION = "INSERT OR IGNORE INTO completions (info_hash, peer_id, completed_at) VALUES (?, ?, ?)"
+_UPSERT_TOTALS = ("INSERT OR REPLACE INTO totals (minute, swarms, peers, seeders, leechers, announces) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+@attr.s(slots=True, frozen=True)
+class RestoreReport:
+    swarms = attr.ib()  # type: int
+    peers = attr.ib()  # type: int
+    dropped_peers = attr.ib()  # type: int
+    seconds = attr.ib()  # type: float
+
+
+class SQLiteStore:
+    """The tracker's durable copy. `write` runs on the store's own thread;
+    `restore` runs once at start-up, before any request is served."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    def write(self, batch: ChangeBatch) -> int:
+        """Write one batch in one transaction; return the number of rows written."""
+        peers = [(info_hash, peer_id, p.ip, p.port, p.left, p.uploaded, p.downloaded, p.last_seen,
+                  p.door) for (info_hash, peer_id), p in batch.peers.items()]
+        content = [(s.info_hash, s.first_seen, s.completed) for s in batch.content.values()]
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            if content:
+                conn.executemany(_UPSERT_CONTENT, content)
+            if peers:
+                conn.executemany(_UPSERT_PEER, peers)
+            if batch.removed:
+                conn.executemany(_DELETE_PEER, batch.removed)
+            if batch.completions:
+                conn.executemany(_INSERT_COMPLETION, batch.completions)
+            if batch.totals:
+                conn.executemany(_UPSERT_TOTALS, batch.totals)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(peers) + len(content) + len(batch.removed) + len(batch.completions) + len(batch.totals)
+
+    def restore(self, core: TrackerCore, now: float) -> RestoreReport:
+        """Rebuild swarms from live peers (time to live not run out) and the
+        completion counts; drop expired peers from the file too."""
+        started = time.perf_counter()
+        cutoff = now - core.settings.effective_peer_ttl_s
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            dropped = conn.execute("DELETE FROM peers WHERE last_seen < ?", (cutoff,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        swarms: Dict[bytes, object] = {}
+        for info_hash, first_seen, completed in conn.execute(
+                "SELECT info_hash, first_seen, completed FROM content WHERE completed > 0 "
+                "OR info_hash IN (SELECT info_hash FROM peers)"):
+            swarms[info_hash] = core.restore_swarm(info_hash, first_seen, completed)
+        restored = 0
+        swarm = None
+        current: Optional[bytes] = None
+        for (info_hash, peer_id, ip, port, left, uploaded, downloaded, last_seen,
+             door) in conn.execute("SELECT info_hash, peer_id, ip, port, left_bytes, uploaded, "
+                                   "downloaded, last_seen, door FROM peers ORDER BY info_hash"):
+            if info_hash != current:
+                current = info_hash
+                swarm = swarms.get(info_hash)
+                if swarm is None:  # (a Swarm with no peers yet is falsy: compare with None)
+                    swarm = core.restore_swarm(info_hash, last_seen, 0)
+            core.restore_peer(swarm, PeerRecord(peer_id, ip, port, compact_address(ip, port), left,
+                                                uploaded, downloaded, last_seen, door))
+            restored += 1
+        for info_hash, peer_id in conn.execute(
+                "SELECT info_hash, peer_id FROM completions WHERE completed_at >= ?", (cutoff,)):
+            swarm = core.swarms.get(info_hash)
+            if swarm is not None:
+                swarm.completed_by.add(peer_id)
+        return RestoreReport(len(core.swarms), restored, dropped, time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.conn.close()
