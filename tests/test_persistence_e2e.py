@@ -142,7 +142,7 @@ def test_reader_queries_the_file_while_the_tracker_writes(tmp_path):
 
 
 @pytest.mark.parametrize("make_db,cause", [
-    (lambda tmp: tmp / "no-such-dir" / "t.sqlite3", "unable to open database file"),
+    (lambda tmp: tmp / "no-such-dir" / "t.sqlite3", "no-such-dir does not exist"),
     (lambda tmp: _garbage(tmp / "garbage.sqlite3"), "file is not a database"),
 ])
 def test_unusable_database_is_a_one_line_error(tmp_path, make_db, cause):
@@ -153,7 +153,7 @@ def test_unusable_database_is_a_one_line_error(tmp_path, make_db, cause):
         cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "tracker: cannot open database %s: %s" % (db, cause) in output
+    assert "tracker: cannot open database %s: " % db in output and cause in output
     assert "Traceback" not in output
 
 

@@ -94,8 +94,8 @@ def test_newer_database_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("make_path,cause", [
-    (lambda tmp: tmp / "missing-dir" / "t.sqlite3", "unable to open database file"),
-    (lambda tmp: tmp, "unable to open database file"),
+    (lambda tmp: tmp / "missing-dir" / "t.sqlite3", "missing-dir does not exist"),
+    (lambda tmp: tmp, "it is a directory"),
     (lambda tmp: _write(tmp / "garbage.sqlite3", b"this is not sqlite" * 100), "not a database"),
 ])
 def test_database_that_cannot_be_opened_is_a_one_line_error(tmp_path, make_path, cause):

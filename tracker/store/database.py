@@ -51,12 +51,18 @@ def latest_version(directory: Optional[Path] = None) -> int:
     return max(schema_files(directory))
 
 
+def _run(conn: sqlite3.Connection, sql: str, *args) -> list:
+    """Execute and read every row, so no statement is left open (PyPy's sqlite3
+    keeps an unfinished statement alive, which blocks VACUUM and schema changes)."""
+    return conn.execute(sql, args).fetchall()
+
+
 def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
+    _run(conn, "PRAGMA journal_mode=WAL")
     # WAL with synchronous=NORMAL: a commit survives a process crash; a power
     # loss may lose the last transactions, never corrupt the file.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
+    _run(conn, "PRAGMA synchronous=NORMAL")
+    _run(conn, "PRAGMA busy_timeout=5000")
 
 
 def _apply(conn: sqlite3.Connection, version: int, path: Path) -> None:
@@ -74,12 +80,14 @@ def _create(conn: sqlite3.Connection, files: Dict[int, Path], up_to: int) -> Non
 
 def _read_version(conn: sqlite3.Connection) -> int:
     try:
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-    except sqlite3.DatabaseError:
-        raise StoreError("not a tracker database (no schema_version table)")
-    if row is None:
+        rows = _run(conn, "SELECT version FROM schema_version")
+    except sqlite3.DatabaseError as e:
+        if "no such table" in str(e):
+            raise StoreError("not a tracker database (no schema_version table)")
+        raise
+    if not rows:
         raise StoreError("schema_version is empty")
-    return int(row[0])
+    return int(rows[0][0])
 
 
 def open_database(path: str, schema: Optional[Path] = None,
@@ -95,6 +103,11 @@ def open_database(path: str, schema: Optional[Path] = None,
             conn = sqlite3.connect(MEMORY, check_same_thread=False, isolation_level=None)
             _create(conn, files, target)
             return conn
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StoreError("cannot open database %s: directory %s does not exist" % (path, directory))
+        if os.path.isdir(path):
+            raise StoreError("cannot open database %s: it is a directory" % path)
         if not os.path.exists(path):
             _create_atomically(path, files, target)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -116,7 +129,8 @@ def open_database(path: str, schema: Optional[Path] = None,
             raise
         return conn
     except StoreError as e:
-        raise StoreError("%s: %s" % (path, e))
+        message = str(e)
+        raise StoreError(message if message.startswith("cannot open") else "%s: %s" % (path, message))
     except (sqlite3.Error, OSError) as e:
         raise StoreError("cannot open database %s: %s" % (path, e))
 
@@ -136,11 +150,10 @@ def _create_atomically(path: str, files: Dict[int, Path], version: int) -> None:
 
 
 def _backup(conn: sqlite3.Connection, backup_path: str) -> None:
-    target = sqlite3.connect(backup_path)
-    try:
-        conn.backup(target)
-    finally:
-        target.close()
+    """A consistent copy of the whole database (VACUUM INTO, SQLite 3.27+)."""
+    if os.path.exists(backup_path):
+        os.unlink(backup_path)
+    _run(conn, "VACUUM INTO ?", backup_path)
 
 
 def inspect(conn: sqlite3.Connection) -> sqlite_utils.Database:
