@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -149,41 +150,51 @@ def process_rss_bytes(pid: int) -> int:
 class Tracker:
     """The tracker under test, pinned to the server core."""
 
-    def __init__(self, python: str, workdir: Path, extra_args: List[str]) -> None:
+    def __init__(self, python: str, workdir: Path, extra_args: List[str],
+                 db: str = "", wait_s: float = 30) -> None:
+        """`db`: the database file ("" for one of its own in `workdir`, "off" for none)."""
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.log = open(workdir / ("tracker-%d.log" % self.port), "wb")
+        self.log_path = workdir / ("tracker-%d.log" % self.port)
+        self.log = open(self.log_path, "wb")
+        db = db or str(workdir / ("tracker-%d.sqlite3" % self.port))
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("TRACKER_CONFIG", None)
         command = [python, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "tracker", "--http",
                    "tcp:%d:interface=127.0.0.1" % self.port,
-                   "--udp", "127.0.0.1:%d" % self.udp_port] + extra_args
+                   "--udp", "127.0.0.1:%d" % self.udp_port, "--db", db] + extra_args
         if shutil.which("taskset"):
             command = ["taskset", "-c", SERVER_CORE] + command
         self.process = subprocess.Popen(command, cwd=str(workdir), env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        # Ready when it answers: the port is bound before the swarms are restored.
+        deadline = time.monotonic() + wait_s
         while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                with socket.create_connection(("127.0.0.1", self.port), timeout=wait_s) as s:
+                    s.sendall(b"GET /scrape HTTP/1.0\r\n\r\n")
+                    if s.recv(16).startswith(b"HTTP/1.1"):
+                        break
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("tracker did not start; see %s" % self.log.name)
-                time.sleep(0.1)
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tracker did not start; see %s" % self.log.name)
+            time.sleep(0.1)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop cleanly (the final flush included); return the tracker's log."""
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+        return self.log_path.read_text(errors="replace")
 
 
 def http_get_many(port: int, paths: List[str], pipeline: int = 200) -> List[bytes]:
@@ -308,6 +319,98 @@ def markdown_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+FLUSH_TORRENTS = 2000  # x 50 peers = 100,000 peers changed before the first flush
+FLUSH_INTERVAL_S = 30
+LOG_LARGEST_FLUSH = re.compile(r"largest flush (\d+) rows in ([\d.]+) s; longest ([\d.]+) s")
+LOG_RESTORED = re.compile(r"restored (\d+) live peers in (\d+) swarms .* in ([\d.]+) s")
+
+
+def measure_flush_latency(python: str, workdir: Path, duration_s: int) -> Dict[str, float]:
+    """Announce latency (10 connections) with and without the persistence
+    writing one flush of ~100,000 changed peers in the middle of the run.
+
+    The tracker flushes every 30 s: filling 100,000 peers and then running wrk
+    puts the first flush, holding every filled peer, inside the measured run."""
+    script = workdir / "flush-announce.lua"
+    script.write_text(wrk_script(FLUSH_TORRENTS, 50, "announce"))
+    out: Dict[str, float] = {}
+    for label, db in (("with_flush", ""), ("no_db", "off")):
+        tracker = Tracker(python, workdir, ["--flush-interval", str(FLUSH_INTERVAL_S)], db=db)
+        started = time.monotonic()
+        try:
+            fill(tracker.port, FLUSH_TORRENTS, 50)
+            remaining = FLUSH_INTERVAL_S - (time.monotonic() - started)
+            run_s = max(duration_s, int(remaining) + 5)
+            figures = run_wrk(tracker.port, script, run_s, 10, close_each=False)
+        finally:
+            log = tracker.stop()
+        out[label + "_rps"] = figures["rps"]
+        out[label + "_p50_ms"] = figures["p50_us"] / 1000
+        out[label + "_p99_ms"] = figures["p99_us"] / 1000
+        out["errors"] = out.get("errors", 0) + figures["errors"] + figures["non2xx"]
+        match = LOG_LARGEST_FLUSH.search(log)
+        if db != "off":
+            if not match:
+                raise RuntimeError("no flush summary in the tracker log")
+            out["largest_flush_rows"] = int(match.group(1))
+            out["largest_flush_s"] = float(match.group(2))
+            out["longest_flush_s"] = float(match.group(3))
+    return out
+
+
+def flush_latency_table(results: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| runtime | largest flush (rows) | its duration s | p50 / p99 ms during flushes | "
+             "p50 / p99 ms, persistence off | req/s with / without |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append("| %s | %d | %.2f | %.2f / %.2f | %.2f / %.2f | %.0f / %.0f |" % (
+            name, r["largest_flush_rows"], r["largest_flush_s"], r["with_flush_p50_ms"],
+            r["with_flush_p99_ms"], r["no_db_p50_ms"], r["no_db_p99_ms"], r["with_flush_rps"],
+            r["no_db_rps"]))
+    return "\n".join(lines)
+
+
+def build_restore_database(path: Path, peers: int, now: float) -> None:
+    """A database holding `peers` live peers over peers/100 torrents."""
+    sys.path.insert(0, str(REPO))
+    from tracker.store import open_database
+    conn = open_database(str(path))
+    per_torrent = 100
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO content (info_hash, first_seen, completed) VALUES (?, ?, 0)",
+                     ((torrent_hash(t), now) for t in range(peers // per_torrent)))
+    conn.executemany(
+        "INSERT INTO peers VALUES (?, ?, ?, ?, ?, 0, 0, ?, 'http')",
+        ((torrent_hash(n // per_torrent), b"-BN0001-%012d" % (n % per_torrent),
+          "10.%d.%d.%d" % (n >> 16 & 255, n >> 8 & 255, n & 255), 10000 + n % per_torrent,
+          peer_left(n), now) for n in range(peers)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def measure_restore(python: str, workdir: Path, peers: int) -> Dict[str, float]:
+    db = workdir / ("restore-%d.sqlite3" % peers)
+    if not db.exists():
+        build_restore_database(db, peers, time.time())
+    tracker = Tracker(python, workdir, [], db=str(db), wait_s=1800)
+    rss = process_rss_bytes(tracker.pid)
+    log = tracker.stop()
+    match = LOG_RESTORED.search(log)
+    if not match:
+        raise RuntimeError("no restore line in the tracker log")
+    return {"peers": int(match.group(1)), "swarms": int(match.group(2)),
+            "seconds": float(match.group(3)), "rss_bytes": rss, "db_bytes": db.stat().st_size}
+
+
+def restore_markdown(results: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| runtime | live peers restored | swarms | restore s | resident MiB after | database MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append("| %s | %d | %d | %.1f | %.0f | %.0f |" % (
+            name, r["peers"], r["swarms"], r["seconds"], r["rss_bytes"] / 2 ** 20, r["db_bytes"] / 2 ** 20))
+    return "\n".join(lines)
+
+
 def runtime_version(python: str) -> str:
     return subprocess.run([python, "-c", "import platform, sys; print(platform.python_implementation(), "
                            "platform.python_version())"],
@@ -322,10 +425,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--torrents", type=int, default=1000)
     parser.add_argument("--peers", type=int, default=50, help="peers per torrent")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every scenario (0: only --flush-latency / --restore)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="run only these scenarios (repeatable)")
+    parser.add_argument("--without-db", action="store_true",
+                        help="also run each runtime with persistence off (--db off), side by side")
+    parser.add_argument("--flush-latency", action="store_true",
+                        help="measure announce latency while a flush of ~100,000 changed peers runs")
+    parser.add_argument("--restore", type=int, metavar="PEERS",
+                        help="measure start-up restore of PEERS live peers (e.g. 1000000)")
     parser.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     args = parser.parse_args(argv)
@@ -339,7 +449,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not sep or not shutil.which(python):
             print("benchmark: --runtime wants NAME=PYTHON, got %r" % spec, file=sys.stderr)
             return 2
-        runtimes[name] = python
+        runtimes[name] = (python, "")
+        if args.without_db:
+            runtimes[name + " no-db"] = (python, "off")
     scenarios = args.scenario or list(SCENARIOS)
 
     workdir = Path(tempfile.mkdtemp(prefix="tracker-bench-"))
@@ -353,13 +465,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     raw: Dict[str, Dict[str, List[Dict[str, float]]]] = {r: {s: [] for s in scenarios} for r in runtimes}
     trackers = {}
     extra = {}
+    for name, (python, _) in runtimes.items():
+        extra[name] = {"version": runtime_version(python)}
     try:
-        for name, python in runtimes.items():
-            tracker = Tracker(python, workdir, [])
+        for name, (python, db) in (runtimes.items() if args.rounds else ()):
+            tracker = Tracker(python, workdir, [], db=db)
             fill(tracker.port, args.torrents, args.peers)
             trackers[name] = tracker
-            extra[name] = {"version": runtime_version(python),
-                           "rss_bytes_after_fill": process_rss_bytes(tracker.pid)}
+            extra[name]["rss_bytes_after_fill"] = process_rss_bytes(tracker.pid)
             print("%s: filled %d torrents x %d peers" % (name, args.torrents, args.peers),
                   file=sys.stderr)
         for round_no in range(args.rounds):
@@ -383,14 +496,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         for tracker in trackers.values():
             tracker.stop()
 
-    results = {name: {s: summarise(runs) for s, runs in by.items()} for name, by in raw.items()}
-    table = markdown_table(results)
+    results = {name: {s: summarise(runs) for s, runs in by.items()}
+               for name, by in raw.items() if args.rounds}
+    table = markdown_table(results) if results else ""
+    measured: Dict[str, Dict[str, Dict[str, float]]] = {}
+    flush_table = restore_table = ""
+    if args.flush_latency:
+        measured["flush_latency"] = {
+            name: measure_flush_latency(python, workdir, args.duration)
+            for name, (python, db) in runtimes.items() if db != "off"}
+        flush_table = flush_latency_table(measured["flush_latency"])
+    if args.restore:
+        measured["restore"] = {name: measure_restore(python, workdir, args.restore)
+                               for name, (python, db) in runtimes.items() if db != "off"}
+        restore_table = restore_markdown(measured["restore"])
+    table = "\n\n".join(t for t in (table, flush_table, restore_table) if t)
     report = {
         "machine": machine_description(),
         "population": {"torrents": args.torrents, "peers_per_torrent": args.peers, "numwant": 50},
         "duration_s": args.duration, "rounds": args.rounds, "connections": args.connections,
         "pinning": {"server_core": SERVER_CORE, "load_core": LOAD_CORE} if shutil.which("taskset") else None,
-        "runtimes": extra, "results": results, "runs": raw,
+        "runtimes": extra, "results": results, "runs": raw, **measured,
     }
     print("Machine: %s" % report["machine"])
     print(table)
@@ -399,6 +525,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text("Machine: %s\n\n%s\n" % (report["machine"], table))
     failed = any(s["errors"] for by in results.values() for s in by.values())
+    failed = failed or any(r["errors"] for r in measured.get("flush_latency", {}).values())
     return 1 if failed else 0
 
 

@@ -70,9 +70,9 @@ class TrackerService(MultiService):
             raise SystemExit("tracker: %s" % (e,))
 
     def startService(self) -> None:
-        log.info("tracker starting: {swarms} swarms, {peers} peers in memory",
+        super().startService()  # persistence first: the swarms are restored before requests
+        log.info("tracker started: {swarms} swarms, {peers} peers in memory",
                  swarms=len(self.core.swarms), peers=self.core.peer_count)
-        super().startService()
 
 
 def makeService(config: Options, reactor=None) -> TrackerService:

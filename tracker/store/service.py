@@ -28,9 +28,13 @@ TOTALS_INTERVAL_S = 60
 class FlushStats:
     """Figures about the store for the logs and, later, the metrics."""
 
-    __slots__ = ("flushes", "failures", "rows", "last_duration_s", "last_rows", "restore_s")
+    __slots__ = ("flushes", "failures", "rows", "last_duration_s", "last_rows", "restore_s",
+                 "largest_rows", "largest_duration_s", "longest_duration_s")
 
     def __init__(self) -> None:
+        self.largest_rows = 0
+        self.largest_duration_s = 0.0
+        self.longest_duration_s = 0.0
         self.flushes = 0
         self.failures = 0
         self.rows = 0
@@ -91,7 +95,12 @@ class PersistenceService(Service):
             log.error("stopping with {count} changes not written to {path}",
                       count=len(self.changes), path=self.store.path)
         else:
-            log.info("all changes written to {path}", path=self.store.path)
+            stats = self.stats
+            log.info("all changes written to {path}: {flushes} flushes, {rows} rows; largest flush "
+                     "{largest_rows} rows in {largest_s:.3f} s; longest {longest_s:.3f} s",
+                     path=self.store.path, flushes=stats.flushes, rows=stats.rows,
+                     largest_rows=stats.largest_rows, largest_s=stats.largest_duration_s,
+                     longest_s=stats.longest_duration_s)
         self._pool.stop()
         self.store.close()
 
@@ -112,7 +121,10 @@ class PersistenceService(Service):
             stats.flushes += 1
             stats.rows += rows
             stats.last_rows = rows
-            stats.last_duration_s = time.perf_counter() - started
+            stats.last_duration_s = duration = time.perf_counter() - started
+            if rows > stats.largest_rows:
+                stats.largest_rows, stats.largest_duration_s = rows, duration
+            stats.longest_duration_s = max(stats.longest_duration_s, duration)
             if self._failing:
                 log.info("writing to {path} works again", path=self.store.path)
                 self._failing = False
