@@ -23,8 +23,6 @@ CREATE TABLE peers (
     PRIMARY KEY (info_hash, peer_id)
 ) WITHOUT ROWID;
 
-CREATE INDEX peers_last_seen ON peers (last_seen);
-
 -- Who completed what, so a completion counts once per peer and content.
 CREATE TABLE completions (
     info_hash     BLOB NOT NULL,

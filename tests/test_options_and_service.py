@@ -10,7 +10,7 @@ from twisted.python.usage import UsageError
 from helpers import announce_request
 from tracker.core import TrackerCore, TrackerSettings
 from tracker.expiry import ExpiryService
-from tracker.options import DEFAULT_HTTP, Options
+from tracker.options import DEFAULT_HTTP, DEFAULT_LINE, Options
 from tracker.service import makeService
 
 
@@ -48,6 +48,8 @@ def test_defaults():
     config = parse()
     assert config["http"] == [DEFAULT_HTTP]
     assert config["udp"] == [("::", 6969)]
+    assert config["line"] == [DEFAULT_LINE]
+    assert (config["line-grace"], config["line-idle-timeout"], config["node-token"]) == (60, 300, {})
     assert (config["interval"], config["min-interval"], config["peer-ttl"]) == (1800, 900, None)
     assert (config["numwant"], config["max-numwant"]) == (50, 200)
     assert config["allow-ip-param"] is False
@@ -118,18 +120,33 @@ def test_make_service_builds_listeners_without_touching_the_network():
     reactor = MemoryReactorWithUDP()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",
                    "--udp", "127.0.0.1:7003", "--udp", "[::1]:7004",
+                   "--line", "tcp:7005:interface=127.0.0.1",
                    "--interval", "100", "--min-interval", "50", "--db", "off")
     service = makeService(config, reactor)
     assert reactor.tcpServers == [] and reactor.udpServers == []
     listeners = [s for s in service if isinstance(s, StreamServerEndpointService)]
-    assert len(listeners) == 2
+    assert len(listeners) == 3  # two HTTP, one line
     assert service.core.settings.interval_s == 100
     service.startService()
     assert sorted((port, iface) for port, _, _, iface in reactor.tcpServers) == [
-        (7001, "127.0.0.1"), (7002, "::1")]
+        (7001, "127.0.0.1"), (7002, "::1"), (7005, "127.0.0.1")]
     assert sorted((port, iface) for port, _, iface, _ in reactor.udpServers) == [
         (7003, "127.0.0.1"), (7004, "::1")]
     service.stopService()
+
+
+def test_node_tokens_from_command_line_and_file(tmp_path):
+    assert parse("--node-token", "edge-1=abc", "--node-token", "edge-2=x=y")["node-token"] == {
+        "edge-1": "abc", "edge-2": "x=y"}
+    path = tmp_path / "t.toml"
+    path.write_text('[node-token]\nedge-1 = "abc"\n')
+    assert parse("--config", str(path))["node-token"] == {"edge-1": "abc"}
+    with pytest.raises(UsageError, match="ID=SECRET"):
+        parse("--node-token", "edge-1")
+
+
+def test_line_off():
+    assert parse("--line", "off")["line"] == []
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -156,6 +173,7 @@ def test_bad_udp_addresses_are_usage_errors(spec, message):
 def test_service_expires_peers_on_its_timer():
     reactor = MemoryReactorClock()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100", "--udp", "off",
+                   "--line", "off",
                    "--min-interval", "50", "--sweep-interval", "10", "--db", "off")
     service = makeService(config, reactor)
     service.startService()

@@ -155,6 +155,7 @@ class Tracker:
         """`db`: the database file ("" for one of its own in `workdir`, "off" for none)."""
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.line_port = free_port()
         self.log_path = workdir / ("tracker-%d.log" % self.port)
         self.log = open(self.log_path, "wb")
         db = db or str(workdir / ("tracker-%d.sqlite3" % self.port))
@@ -163,7 +164,8 @@ class Tracker:
         command = [python, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "tracker", "--http",
                    "tcp:%d:interface=127.0.0.1" % self.port,
-                   "--udp", "127.0.0.1:%d" % self.udp_port, "--db", db] + extra_args
+                   "--udp", "127.0.0.1:%d" % self.udp_port,
+                   "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--db", db] + extra_args
         if shutil.which("taskset"):
             command = ["taskset", "-c", SERVER_CORE] + command
         self.process = subprocess.Popen(command, cwd=str(workdir), env=env,

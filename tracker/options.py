@@ -24,6 +24,7 @@ CONFIG_ENV = "TRACKER_CONFIG"
 DEFAULT_CONFIG_PATH = "tracker.toml"
 # One dual-stack socket: IPv6 clients, and IPv4 clients as ::ffff:a.b.c.d.
 DEFAULT_HTTP = "tcp6:6969:interface=\\:\\:"
+DEFAULT_LINE = "tcp6:6970:interface=\\:\\:"
 
 
 class Setting(NamedTuple):
@@ -80,6 +81,40 @@ def _udp_addresses(value: Any) -> List[Tuple[str, int]]:
     return [parse_udp_address(str(v)) for v in value]
 
 
+def _endpoints_or_off(value: Any) -> List[str]:
+    if value in ("off", ["off"]):
+        return []
+    return _endpoints(value)
+
+
+def _non_negative_float(value: Any) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be zero or more")
+    return number
+
+
+def _node_tokens(value: Any) -> Dict[str, str]:
+    """`ID=SECRET` strings (command line, TOML list) or a TOML table {ID = SECRET}."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        if isinstance(value, str):
+            value = [value]
+        pairs = []
+        for item in value:
+            node, sep, secret = str(item).partition("=")
+            if not sep:
+                raise ValueError("expected ID=SECRET")
+            pairs.append((node, secret))
+    tokens = {}
+    for node, secret in pairs:
+        if not node or not secret:
+            raise ValueError("expected ID=SECRET with both parts")
+        tokens[str(node)] = str(secret)
+    return tokens
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -93,6 +128,15 @@ SETTINGS: List[Setting] = [
             "HTTP tracker endpoint (Twisted endpoint string); repeat for several"),
     Setting("udp", ["6969"], _udp_addresses,
             "UDP tracker address [HOST:]PORT; repeat for several; 'off' for none"),
+    Setting("line", [DEFAULT_LINE], _endpoints_or_off,
+            "CDN line-protocol endpoint (Twisted endpoint string); repeat for several; 'off' for none"),
+    Setting("line-grace", 60.0, _non_negative_float,
+            "seconds a disconnected node's entries stay in their swarms"),
+    Setting("line-idle-timeout", 300.0, _positive_float,
+            "seconds a line connection may stay silent before it is closed"),
+    Setting("line-max-length", 4096, _positive_int, "longest line accepted, bytes"),
+    Setting("node-token", [], _node_tokens,
+            "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
     Setting("interval", 1800, _positive_int, "announce interval sent to clients, seconds"),
     Setting("min-interval", 900, _positive_int, "minimum announce interval sent to clients, seconds"),
     Setting("peer-ttl", None, lambda v: None if v is None else _positive_int(v),
@@ -123,7 +167,7 @@ SETTINGS: List[Setting] = [
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 _FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
-_REPEATABLE = {"http", "udp"}
+_REPEATABLE = {"http", "udp", "line", "node-token"}
 
 
 def _describe(setting: Setting) -> str:
@@ -184,6 +228,14 @@ class Options(usage.Options):
     def opt_udp(self, address: str) -> None:
         """UDP tracker address [HOST:]PORT, an IPv6 host in brackets; repeat for several; 'off' for none [default: 6969 on :: , i.e. IPv4 and IPv6]"""
         self._append("udp", address)
+
+    def opt_line(self, endpoint: str) -> None:
+        """CDN line-protocol endpoint (Twisted endpoint string); repeat for several; 'off' for none [default: tcp6:6970:interface=\\:\\:, i.e. IPv4 and IPv6]"""
+        self._append("line", endpoint)
+
+    def opt_node_token(self, pair: str) -> None:
+        """ID=SECRET: node ID must say HELLO token=SECRET; repeat for each node (with none, no token is needed)"""
+        self._append("node-token", pair)
 
     def postOptions(self) -> None:
         path = self["config"] or os.environ.get(CONFIG_ENV)

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
+from tracker.doors.line import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options
@@ -25,8 +26,8 @@ __all__ = ["Options", "makeService", "core_settings", "http_settings"]
 
 log = Logger()
 
-# How often the HTTP door checks its connections' timeouts.
-HTTP_TIMEOUT_CHECK_S = 1.0
+# How often the HTTP and line doors check their connections' timeouts.
+TIMEOUT_CHECK_S = 1.0
 
 
 def core_settings(config: Options) -> TrackerSettings:
@@ -60,6 +61,7 @@ class TrackerService(MultiService):
         super().__init__()
         self.core = core
         self.persistence: Optional[PersistenceService] = None
+        self.line_factory: Optional[LineTrackerFactory] = None
 
     def privilegedStartService(self) -> None:
         # Listeners bind here. A port that cannot be bound stops start-up with
@@ -107,9 +109,23 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             listener.setName("udp %s:%d" % (host, port))
             listener.setServiceParent(top)
 
-    timeouts = TimerService(HTTP_TIMEOUT_CHECK_S, http_factory.tick)
+    timeouts = TimerService(TIMEOUT_CHECK_S, http_factory.tick)
     timeouts.clock = reactor
     timeouts.setServiceParent(top)
+
+    if config["line"]:
+        line_factory = LineTrackerFactory(core, reactor, LineDoorSettings(
+            grace_s=config["line-grace"], idle_timeout_s=config["line-idle-timeout"],
+            max_line=config["line-max-length"], tokens=config["node-token"]))
+        top.line_factory = line_factory
+        for description in config["line"]:
+            listener = StreamServerEndpointService(serverFromString(reactor, description), line_factory)
+            listener._raiseSynchronously = True
+            listener.setName("line " + description)
+            listener.setServiceParent(top)
+        line_timeouts = TimerService(TIMEOUT_CHECK_S, line_factory.tick)
+        line_timeouts.clock = reactor
+        line_timeouts.setServiceParent(top)
 
     ExpiryService(core, reactor, config["sweep-interval"], config["sweep-slice"]).setServiceParent(top)
     return top

@@ -66,11 +66,14 @@ class Swarm:
     """
 
     __slots__ = ("info_hash", "peers", "seeders", "leechers", "completed", "completed_by",
-                 "first_seen")
+                 "first_seen", "name", "size")
 
     def __init__(self, info_hash: bytes, first_seen: float = 0.0) -> None:
         self.info_hash = info_hash
         self.first_seen = first_seen
+        # Metadata that line-protocol nodes may give (HAVE name=... size=...).
+        self.name: Optional[str] = None
+        self.size: Optional[int] = None
         self.peers: Dict[bytes, PeerRecord] = {}
         self.seeders: List[PeerRecord] = []
         self.leechers: List[PeerRecord] = []

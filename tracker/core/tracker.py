@@ -5,7 +5,7 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
 
@@ -97,6 +97,16 @@ class TrackerStats:
 MAX_COUNTER = 2 ** 63 - 1
 
 
+class SwarmWatcher(Protocol):
+    """Told when a peer joins or leaves a watched swarm, whatever door it used."""
+
+    def swarm_changed(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None: ...
+
+
+# Stands in for a seeder that asks for peers without being in the swarm.
+_SEEDER_PROBE = PeerRecord(b"", "0.0.0.0", 0, b"", 0, 0, 0, 0.0, "")
+
+
 class TrackerCore:
     """Every swarm, keyed by 20-byte info hash, and the operations on them."""
 
@@ -111,6 +121,8 @@ class TrackerCore:
         self.stats = TrackerStats()
         self._rng = rng or random.Random()
         self._scrape_zero = ScrapeEntry(0, 0, 0)
+        # Swarm watchers (the line door's SUBSCRIBE): info_hash -> listeners.
+        self._watchers: Dict[bytes, Set[SwarmWatcher]] = {}
 
     # -- announce -----------------------------------------------------------
 
@@ -143,10 +155,7 @@ class TrackerCore:
                 return AnnounceResult(0, 0, [], settings.interval_s, settings.min_interval_s)
             peer = swarm.peers.get(req.peer_id)
             if peer is not None:
-                swarm.remove(peer)
-                self.peer_count -= 1
-                if self.changes is not None:
-                    self.changes.peer_removed(req.info_hash, req.peer_id)
+                self._remove(swarm, peer)
             return AnnounceResult(len(swarm.seeders), len(swarm.leechers), [],
                                   settings.interval_s, settings.min_interval_s)
 
@@ -163,6 +172,8 @@ class TrackerCore:
                               req.left, req.uploaded, req.downloaded, now, req.door)
             swarm.add(peer)
             self.peer_count += 1
+            if self._watchers:
+                self._notify(req.info_hash, peer, True)
         else:
             if peer.port != req.port or peer.ip != req.ip:
                 peer.ip = req.ip
@@ -181,6 +192,65 @@ class TrackerCore:
         return AnnounceResult(len(swarm.seeders), len(swarm.leechers),
                               swarm.select(peer, numwant, self._rng),
                               settings.interval_s, settings.min_interval_s)
+
+    def _remove(self, swarm: Swarm, peer: PeerRecord) -> None:
+        swarm.remove(peer)
+        self.peer_count -= 1
+        if self.changes is not None:
+            self.changes.peer_removed(swarm.info_hash, peer.peer_id)
+        if self._watchers:
+            self._notify(swarm.info_hash, peer, False)
+
+    def remove_peer(self, info_hash: bytes, peer_id: bytes) -> bool:
+        """Take a peer out of a swarm (a node dropping content, or its grace
+        period ending); True if it was there."""
+        swarm = self.swarms.get(info_hash)
+        peer = swarm.peers.get(peer_id) if swarm is not None else None
+        if peer is None:
+            return False
+        self._remove(swarm, peer)
+        return True
+
+    def pin(self, info_hash: bytes, peer_id: bytes, until: float) -> None:
+        """Set a peer's last-seen time: the line door pins its nodes' entries at
+        infinity while they are connected (no re-announcing needed) and back
+        to the disconnect time when they leave."""
+        swarm = self.swarms.get(info_hash)
+        peer = swarm.peers.get(peer_id) if swarm is not None else None
+        if peer is not None:
+            peer.last_seen = until
+            if self.changes is not None:
+                self.changes.peer_updated(info_hash, peer)
+
+    def peers(self, info_hash: bytes, numwant: int, requester_id: Optional[bytes] = None,
+              seeder: bool = False) -> List[PeerRecord]:
+        """A sample of a swarm's peers without announcing (the line door's PEERS)."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return []
+        requester = swarm.peers.get(requester_id) if requester_id is not None else None
+        if requester is None and seeder:
+            # A seeder that is not in the swarm still gets no seeders.
+            return swarm.select(_SEEDER_PROBE, numwant, self._rng)
+        return swarm.select(requester, numwant, self._rng)
+
+    # -- watching swarms ------------------------------------------------------
+
+    def watch(self, info_hash: bytes, watcher: "SwarmWatcher") -> None:
+        self._watchers.setdefault(info_hash, set()).add(watcher)
+
+    def unwatch(self, info_hash: bytes, watcher: "SwarmWatcher") -> None:
+        watchers = self._watchers.get(info_hash)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[info_hash]
+
+    def _notify(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None:
+        watchers = self._watchers.get(info_hash)
+        if watchers:
+            for watcher in list(watchers):
+                watcher.swarm_changed(info_hash, peer, joined)
 
     # -- scrape -------------------------------------------------------------
 
@@ -223,11 +293,8 @@ class TrackerCore:
             for peer in list(swarm.peers.values()):
                 examined += 1
                 if peer.last_seen < cutoff and swarm.peers.get(peer.peer_id) is peer:
-                    swarm.remove(peer)
-                    self.peer_count -= 1
+                    self._remove(swarm, peer)
                     removed += 1
-                    if self.changes is not None:
-                        self.changes.peer_removed(info_hash, peer.peer_id)
                 if examined >= budget:
                     examined = 0
                     yield removed
@@ -238,12 +305,30 @@ class TrackerCore:
 
     # -- restoring from the store ----------------------------------------------
 
-    def restore_swarm(self, info_hash: bytes, first_seen: float, completed: int) -> Swarm:
+    def restore_swarm(self, info_hash: bytes, first_seen: float, completed: int,
+                      name: Optional[str] = None, size: Optional[int] = None) -> Swarm:
         """Recreate a swarm at start-up (nothing is recorded as changed)."""
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             swarm = self.swarms[info_hash] = Swarm(info_hash, first_seen)
         swarm.completed = completed
+        swarm.name = name
+        swarm.size = size
+        return swarm
+
+    def describe(self, info_hash: bytes, name: Optional[str], size: Optional[int],
+                 now: float) -> Swarm:
+        """Record content metadata (a node's HAVE name=... size=...)."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            swarm = self.swarms[info_hash] = Swarm(info_hash, now)
+        changed = False
+        if name is not None and swarm.name != name:
+            swarm.name, changed = name, True
+        if size is not None and swarm.size != size:
+            swarm.size, changed = size, True
+        if changed and self.changes is not None:
+            self.changes.content_changed(swarm)
         return swarm
 
     def restore_peer(self, swarm: Swarm, peer: PeerRecord) -> None:

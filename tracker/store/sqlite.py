@@ -10,12 +10,16 @@ import attr
 from tracker.core import ChangeBatch, PeerRecord, TrackerCore, compact_address
 
 _UPSERT_PEER = (
-    "INSERT OR REPLACE INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, "
-    "downloaded, last_seen, door) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "INSERT INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, downloaded, last_seen, "
+    "door) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (info_hash, peer_id) DO UPDATE SET "
+    "ip = excluded.ip, port = excluded.port, left_bytes = excluded.left_bytes, "
+    "uploaded = excluded.uploaded, downloaded = excluded.downloaded, "
+    "last_seen = excluded.last_seen, door = excluded.door")
 _DELETE_PEER = "DELETE FROM peers WHERE info_hash = ? AND peer_id = ?"
 _UPSERT_CONTENT = (
-    "INSERT INTO content (info_hash, first_seen, completed) VALUES (?, ?, ?) "
-    "ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed")
+    "INSERT INTO content (info_hash, first_seen, completed, name, size) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed, "
+    "name = coalesce(excluded.name, content.name), size = coalesce(excluded.size, content.size)")
 _INSERT_COMPLETION = "INSERT OR IGNORE INTO completions (info_hash, peer_id, completed_at) VALUES (?, ?, ?)"
 _UPSERT_TOTALS = ("INSERT OR REPLACE INTO totals (minute, swarms, peers, seeders, leechers, announces) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
@@ -41,7 +45,8 @@ class SQLiteStore:
         """Write one batch in one transaction; return the number of rows written."""
         peers = [(info_hash, peer_id, p.ip, p.port, p.left, p.uploaded, p.downloaded, p.last_seen,
                   p.door) for (info_hash, peer_id), p in batch.peers.items()]
-        content = [(s.info_hash, s.first_seen, s.completed) for s in batch.content.values()]
+        content = [(s.info_hash, s.first_seen, s.completed, s.name, s.size)
+                   for s in batch.content.values()]
         conn = self.conn
         conn.execute("BEGIN")
         try:
@@ -75,10 +80,10 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         swarms: Dict[bytes, object] = {}
-        for info_hash, first_seen, completed in conn.execute(
-                "SELECT info_hash, first_seen, completed FROM content WHERE completed > 0 "
-                "OR info_hash IN (SELECT info_hash FROM peers)"):
-            swarms[info_hash] = core.restore_swarm(info_hash, first_seen, completed)
+        for info_hash, first_seen, completed, name, size in conn.execute(
+                "SELECT info_hash, first_seen, completed, name, size FROM content "
+                "WHERE completed > 0 OR info_hash IN (SELECT info_hash FROM peers)"):
+            swarms[info_hash] = core.restore_swarm(info_hash, first_seen, completed, name, size)
         restored = 0
         swarm = None
         current: Optional[bytes] = None
@@ -90,8 +95,10 @@ class SQLiteStore:
                 swarm = swarms.get(info_hash)
                 if swarm is None:  # (a Swarm with no peers yet is falsy: compare with None)
                     swarm = core.restore_swarm(info_hash, last_seen, 0)
+            # A node's entries are pinned at infinity while it is connected; after a
+            # restart they live one time to live unless the node comes back.
             core.restore_peer(swarm, PeerRecord(peer_id, ip, port, compact_address(ip, port), left,
-                                                uploaded, downloaded, last_seen, door))
+                                                uploaded, downloaded, min(last_seen, now), door))
             restored += 1
         for info_hash, peer_id in conn.execute(
                 "SELECT info_hash, peer_id FROM completions WHERE completed_at >= ?", (cutoff,)):

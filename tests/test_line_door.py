@@ -1,0 +1,431 @@
+"""The line door against docs/line-protocol.md: StringTransport and task.Clock."""
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from helpers import announce_request, info_hash, peer_id
+from tracker.core import EVENT_STOPPED, TrackerCore, TrackerSettings
+from tracker.doors.line import LineDoorSettings, LineTrackerFactory, node_peer_id
+
+H1 = info_hash(1).hex()
+H2 = info_hash(2).hex()
+
+
+class Node:
+    """A line connection: send lines, read reply lines and event lines."""
+
+    def __init__(self, factory, host="10.0.0.1"):
+        address = IPv4Address("TCP", host, 40000)
+        self.transport = StringTransport(peerAddress=address)
+        self.protocol = factory.buildProtocol(address)
+        self.protocol.makeConnection(self.transport)
+        self.events = []
+
+    def send(self, line: str):
+        """Send one line; return the reply lines (events are kept aside)."""
+        self.protocol.dataReceived(line.encode("utf-8") + b"\r\n")
+        return self.read()
+
+    def read(self):
+        lines = self.transport.value().decode("utf-8").splitlines()
+        self.transport.clear()
+        self.events += [line for line in lines if line.startswith("*")]
+        return [line for line in lines if not line.startswith("*")]
+
+    def hello(self, node="edge-1", **options):
+        words = ["HELLO", "node=" + node] + ["%s=%s" % kv for kv in options.items()]
+        return self.send(" ".join(words))
+
+    @property
+    def closed(self):
+        return self.transport.disconnecting
+
+    def drop_connection(self):
+        self.protocol.connectionLost(None)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def core():
+    return TrackerCore(TrackerSettings(), rng=random.Random(5))
+
+
+@pytest.fixture
+def factory(core, clock):
+    return LineTrackerFactory(core, clock, LineDoorSettings(grace_s=60, idle_timeout_s=300))
+
+
+# -- HELLO and registration ----------------------------------------------------------------
+
+
+def test_hello_registers_the_node(factory):
+    node = Node(factory)
+    assert node.hello("edge-1", port=8080, region="eu") == ["OK HELLO edge-1 entries=0"]
+    assert factory.nodes["edge-1"].port == 8080
+    assert factory.nodes["edge-1"].ip == "10.0.0.1"
+
+
+def test_commands_before_hello_are_refused_except_a_few(factory):
+    node = Node(factory)
+    assert node.send("HAVE " + H1) == ["ERR 403 say HELLO first"]
+    assert node.send("PEERS " + H1) == ["ERR 403 say HELLO first"]
+    assert node.send("PING") == ["PONG"]
+    assert node.send("STATS")[0].startswith("OK STATS ")
+    assert node.send("SCRAPE " + H1)[-1] == "END"
+    assert not node.closed
+
+
+@pytest.mark.parametrize("line,reply", [
+    ("HELLO", "ERR 400 HELLO needs node=<id>: 1-64 letters, digits, '.', '_' or '-'"),
+    ("HELLO node=bad/id", "ERR 400 HELLO needs node=<id>: 1-64 letters, digits, '.', '_' or '-'"),
+    ("HELLO node=a port=0", "ERR 400 port must be a whole number from 1 to 65535"),
+    ("HELLO node=a port=http", "ERR 400 port must be a whole number from 1 to 65535"),
+    ("HELLO node=a ip=nowhere", "ERR 400 ip must be an IPv4 or IPv6 address"),
+    ("HELLO node=a colour=red", "ERR 400 unexpected argument 'colour=red' (options: node, port, ip, region, token)"),
+    ("HELLO node=a region=a/b", "ERR 400 region must be 1-64 letters, digits, '.', '_' or '-'"),
+])
+def test_bad_hello(factory, line, reply):
+    node = Node(factory)
+    assert node.send(line) == [reply]
+    assert factory.nodes == {} and not node.closed
+
+
+def test_second_hello_on_a_connection_is_refused(factory):
+    node = Node(factory)
+    node.hello("edge-1")
+    assert node.send("HELLO node=edge-2") == ["ERR 400 already registered as edge-1"]
+
+
+def test_tokens_when_configured(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(tokens={"edge-1": "s3cret"}))
+    node = Node(factory)
+    assert node.hello("edge-1", token="s3cret") == ["OK HELLO edge-1 entries=0"]
+    for options in ({"token": "wrong"}, {}):
+        node = Node(factory)
+        assert node.hello("edge-1", **options) == ["ERR 401 wrong or missing token for node edge-1"]
+        assert node.closed
+    node = Node(factory)
+    assert node.hello("stranger", token="s3cret") == ["ERR 401 wrong or missing token for node stranger"]
+
+
+# -- entries: HAVE, WANT, DONE, DROP -----------------------------------------------------------
+
+
+def test_have_makes_the_node_a_seeder_with_metadata(factory, core):
+    node = Node(factory)
+    node.hello("edge-1", port=8080)
+    assert node.send("HAVE %s size=1048576 name=launch%%20video.mp4" % H1.upper()) == ["OK HAVE " + H1]
+    swarm = core.swarms[info_hash(1)]
+    peer = swarm.peers[node_peer_id("edge-1")]
+    assert (peer.ip, peer.port, peer.left, peer.door) == ("10.0.0.1", 8080, 0, "line")
+    assert (swarm.name, swarm.size) == ("launch video.mp4", 1048576)
+
+
+def test_base32_hash_is_accepted(factory, core):
+    node = Node(factory)
+    node.hello()
+    b32 = base64.b32encode(info_hash(1)).decode()
+    assert node.send("WANT " + b32) == ["OK WANT " + H1]
+    assert core.swarms[info_hash(1)].peers[node_peer_id("edge-1")].left > 0
+
+
+def test_done_counts_once_and_makes_a_seeder(factory, core):
+    node = Node(factory)
+    node.hello()
+    node.send("WANT " + H1)
+    assert node.send("DONE " + H1) == ["OK DONE " + H1]
+    assert node.send("DONE " + H1) == ["OK DONE " + H1]
+    swarm = core.swarms[info_hash(1)]
+    assert swarm.completed == 1
+    assert swarm.peers[node_peer_id("edge-1")].left == 0
+
+
+def test_drop_leaves_the_swarm(factory, core):
+    node = Node(factory)
+    node.hello()
+    node.send("HAVE " + H1)
+    assert node.send("DROP " + H1) == ["OK DROP " + H1]
+    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)].peers
+    assert node.send("DROP " + H1) == ["OK DROP " + H1]
+
+
+@pytest.mark.parametrize("line,reply", [
+    ("HAVE", "ERR 400 missing info hash"),
+    ("HAVE abc", "ERR 400 bad info hash 'abc': use 40 hex digits or 32 base32 characters"),
+    ("HAVE " + "g" * 40, "ERR 400 bad info hash '%s': use 40 hex digits or 32 base32 characters" % ("g" * 40)),
+    ("HAVE %s size=-1" % H1, "ERR 400 size must be a whole number from 0 to 9223372036854775807"),
+    ("HAVE %s name" % H1, "ERR 400 unexpected argument 'name' (options: size, name)"),
+    ("HAVE %s name=%%ff" % H1, "ERR 400 a %-escape in an option is not UTF-8"),
+    ("WANT %s extra" % H1, "ERR 400 unexpected argument 'extra' (options: none)"),
+    ("FETCH " + H1, "ERR 404 unknown command FETCH"),
+    ("PEERS %s numwant=lots" % H1, "ERR 400 numwant must be a whole number from 0 to 1000000"),
+])
+def test_bad_commands_get_one_error_line_and_change_nothing(factory, core, line, reply):
+    node = Node(factory)
+    node.hello()
+    assert node.send(line) == [reply]
+    assert core.swarms == {}
+    assert node.send("PING") == ["PONG"]
+
+
+def test_non_utf8_line(factory):
+    node = Node(factory)
+    node.protocol.dataReceived(b"HELLO node=\xff\xfe\r\n")
+    assert node.read() == ["ERR 415 the line is not UTF-8"]
+    assert not node.closed
+
+
+def test_over_long_line_is_refused_and_closed(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_line=100))
+    node = Node(factory)
+    node.protocol.dataReceived(b"PING " + b"x" * 200 + b"\n")
+    assert node.read() == ["ERR 413 line too long (limit 100 bytes)"]
+    assert node.closed
+
+
+def test_commands_are_case_insensitive_and_blank_lines_ignored(factory):
+    node = Node(factory)
+    assert node.send("") == []
+    assert node.send("ping") == ["PONG"]
+
+
+def test_quit(factory):
+    node = Node(factory)
+    assert node.send("QUIT") == ["OK BYE"]
+    assert node.closed
+
+
+# -- PEERS, SCRAPE, STATS ---------------------------------------------------------------------
+
+
+def test_peers_include_bittorrent_peers_and_nodes_but_not_itself(factory, core, clock):
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413, left=10), 0.0)
+    edge1, edge2 = Node(factory, "10.0.0.1"), Node(factory, "10.0.0.2")
+    edge1.hello("edge-1", port=8080)
+    edge2.hello("edge-2", port=8081, region="eu")
+    edge1.send("HAVE " + H1)
+    edge2.send("WANT " + H1)
+    reply = edge2.send("PEERS " + H1)
+    assert reply[-1] == "END"
+    assert sorted(reply[:-1]) == [
+        "PEER 10.0.0.1 8080 seeder door=line node=edge-1",
+        "PEER 192.0.2.5 51413 leecher door=http",
+    ]
+
+
+def test_seeding_node_gets_no_seeders(factory, core):
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", left=0), 0.0)
+    core.announce(announce_request(swarm=1, peer=2, ip="192.0.2.6", left=10), 0.0)
+    node = Node(factory)
+    node.hello()
+    node.send("HAVE " + H1)
+    assert node.send("PEERS " + H1) == ["PEER 192.0.2.6 6881 leecher door=http", "END"]
+
+
+def test_same_region_nodes_come_first(factory, core):
+    for n in range(30):
+        core.announce(announce_request(swarm=1, peer=n, ip="192.0.2.%d" % (n + 1), left=0), 0.0)
+    for n, region in enumerate(["us", "eu", "eu", "ap"]):
+        node = Node(factory, "10.0.1.%d" % n)
+        node.hello("edge-%d" % n, region=region)
+        node.send("HAVE " + H1)
+    asker = Node(factory, "10.0.2.1")
+    asker.hello("asker", region="eu")
+    asker.send("WANT " + H1)
+    for _ in range(10):
+        reply = asker.send("PEERS %s numwant=5" % H1)[:-1]
+        assert len(reply) == 5
+        assert sorted(reply[:2]) == ["PEER 10.0.1.1 6881 seeder door=line node=edge-1 region=eu",
+                                     "PEER 10.0.1.2 6881 seeder door=line node=edge-2 region=eu"]
+        assert all("region=eu" not in line for line in reply[2:])
+
+
+def test_peers_numwant_and_unknown_swarm(factory, core):
+    for n in range(10):
+        core.announce(announce_request(swarm=1, peer=n, ip="192.0.2.%d" % (n + 1)), 0.0)
+    node = Node(factory)
+    node.hello()
+    assert len(node.send("PEERS %s numwant=3" % H1)) == 4
+    assert len(node.send("PEERS %s numwant=0" % H1)) == 1
+    assert node.send("PEERS " + H2) == ["END"]
+
+
+def test_scrape_many(factory, core):
+    core.announce(announce_request(swarm=1, peer=1, left=0), 0.0)
+    node = Node(factory)
+    assert node.send("SCRAPE %s %s" % (H1, H2)) == [
+        "SCRAPE %s seeders=1 leechers=0 completed=0" % H1,
+        "SCRAPE %s seeders=0 leechers=0 completed=0" % H2,
+        "END"]
+    assert node.send("SCRAPE") == ["ERR 400 SCRAPE needs at least one info hash"]
+    assert node.send("SCRAPE " + " ".join([H1] * 75)) == ["ERR 400 at most 74 info hashes per SCRAPE"]
+
+
+def test_stats(factory, core):
+    core.announce(announce_request(swarm=1, peer=1, left=0), 0.0)
+    node = Node(factory)
+    node.hello()
+    node.send("WANT " + H2)
+    Node(factory)
+    assert node.send("STATS") == ["OK STATS swarms=2 peers=2 seeders=1 leechers=1 nodes=1 connections=2"]
+
+
+# -- SUBSCRIBE and pushed events ----------------------------------------------------------------
+
+
+def test_subscriber_sees_joins_and_leaves_from_every_door(factory, core):
+    watcher = Node(factory, "10.0.9.9")
+    watcher.hello("watcher")
+    assert watcher.send("SUBSCRIBE " + H1) == ["OK SUBSCRIBE " + H1]
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413, left=10), 0.0)
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413, left=5), 1.0)
+    core.announce(announce_request(swarm=2, peer=2), 1.0)  # another swarm: no event
+    edge = Node(factory, "10.0.0.1")
+    edge.hello("edge-1", region="eu")
+    edge.send("HAVE " + H1)
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413,
+                                   event=EVENT_STOPPED), 2.0)
+    edge.send("DROP " + H1)
+    watcher.read()
+    assert watcher.events == [
+        "* JOIN %s 192.0.2.5 51413 leecher door=http" % H1,
+        "* JOIN %s 10.0.0.1 6881 seeder door=line node=edge-1 region=eu" % H1,
+        "* LEAVE %s 192.0.2.5 51413 leecher door=http" % H1,
+        "* LEAVE %s 10.0.0.1 6881 seeder door=line node=edge-1 region=eu" % H1,
+    ]
+
+
+def test_events_are_distinguishable_from_pipelined_replies(factory, core):
+    watcher = Node(factory)
+    watcher.hello("watcher")
+    watcher.send("SUBSCRIBE " + H1)
+    other = Node(factory, "10.0.0.2")
+    other.hello("edge-2")
+    # The watcher pipelines PING, PEERS and PING; a join happens in between.
+    watcher.protocol.dataReceived(("PING\nPEERS %s\n" % H1).encode())
+    other.send("HAVE " + H1)
+    watcher.protocol.dataReceived(b"PING\n")
+    raw = watcher.transport.value().decode().splitlines()
+    assert [line for line in raw if not line.startswith("*")] == ["PONG", "END", "PONG"]
+    assert [line for line in raw if line.startswith("*")] == [
+        "* JOIN %s 10.0.0.2 6881 seeder door=line node=edge-2" % H1]
+
+
+def test_unsubscribe_and_disconnect_stop_events(factory, core):
+    watcher = Node(factory)
+    watcher.hello("watcher")
+    watcher.send("SUBSCRIBE " + H1)
+    assert watcher.send("UNSUBSCRIBE " + H1) == ["OK UNSUBSCRIBE " + H1]
+    core.announce(announce_request(swarm=1, peer=1), 0.0)
+    watcher.read()
+    assert watcher.events == []
+    watcher.send("SUBSCRIBE " + H1)
+    watcher.drop_connection()
+    core.announce(announce_request(swarm=1, peer=2, port=7000), 0.0)
+    assert core._watchers == {}
+
+
+def test_subscription_limit(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_subscriptions=2))
+    node = Node(factory)
+    node.hello()
+    node.send("SUBSCRIBE " + H1)
+    node.send("SUBSCRIBE " + H2)
+    assert node.send("SUBSCRIBE " + info_hash(3).hex()) == ["ERR 400 at most 2 subscriptions per connection"]
+
+
+# -- liveness: grace period, reconnect, idle timeout -----------------------------------------
+
+
+def test_entries_stay_while_connected_without_reannouncing(factory, core, clock):
+    node = Node(factory)
+    node.hello()
+    node.send("HAVE " + H1)
+    for _ in core.expire(1e9, 1000):  # far past any time to live
+        pass
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+
+
+def test_reconnect_within_grace_loses_nothing(factory, core, clock):
+    node = Node(factory)
+    node.hello("edge-1", port=8080)
+    node.send("HAVE " + H1)
+    node.send("WANT " + H2)
+    node.drop_connection()
+    clock.advance(59)
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+    again = Node(factory)
+    assert again.hello("edge-1", port=8080) == ["OK HELLO edge-1 entries=2"]
+    clock.advance(120)
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") in core.swarms[info_hash(2)].peers
+    for _ in core.expire(1e9, 1000):  # pinned again: no expiry while connected
+        pass
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+
+
+def test_node_that_stays_away_leaves_after_the_grace_period(factory, core, clock):
+    watcher = Node(factory, "10.0.9.9")
+    watcher.hello("watcher")
+    watcher.send("SUBSCRIBE " + H1)
+    node = Node(factory)
+    node.hello("edge-1")
+    node.send("HAVE " + H1)
+    node.drop_connection()
+    clock.advance(60)
+    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)].peers
+    assert "edge-1" not in factory.nodes
+    watcher.read()
+    assert watcher.events[-1] == "* LEAVE %s 10.0.0.1 6881 seeder door=line node=edge-1" % H1
+    assert Node(factory).hello("edge-1") == ["OK HELLO edge-1 entries=0"]
+
+
+def test_new_connection_takes_over_a_live_node_id(factory, core):
+    old = Node(factory)
+    old.hello("edge-1")
+    old.send("HAVE " + H1)
+    new = Node(factory, "10.0.0.7")
+    assert new.hello("edge-1") == ["OK HELLO edge-1 entries=1"]
+    assert old.read() == ["ERR 409 replaced by a new connection of node edge-1"]
+    assert old.closed
+    old.drop_connection()  # the old connection's close must not start a grace period
+    assert factory.nodes["edge-1"].grace is None
+    peer = core.swarms[info_hash(1)].peers[node_peer_id("edge-1")]
+    assert peer.ip == "10.0.0.7"
+
+
+def test_silent_connection_is_closed_and_ping_keeps_it(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(idle_timeout_s=300))
+    quiet, chatty = Node(factory), Node(factory)
+    for _ in range(5):
+        clock.advance(100)
+        chatty.send("PING")
+        factory.tick()
+    assert quiet.closed and quiet.read() == ["ERR 408 idle for too long"]
+    assert not chatty.closed
+
+
+# -- flow control ---------------------------------------------------------------------------
+
+
+def test_pipelining_without_reading_pauses_the_connection(factory):
+    """When the transport's buffer fills it pauses us: no more lines are read
+    (StringTransport records the pause instead of buffering forever)."""
+    node = Node(factory)
+    assert node.transport.producer is node.protocol
+    node.protocol.pauseProducing()  # what the transport does when its buffer is full
+    assert node.transport.producerState == "paused"
+    node.protocol.dataReceived(b"PING\n" * 1000)
+    assert node.transport.value() == b""
+    node.protocol.resumeProducing()  # the client read its replies
+    assert node.transport.value() == b"PONG\n" * 1000

@@ -1,0 +1,481 @@
+"""The line door: the CDN nodes' plain-text protocol (docs/line-protocol.md).
+
+A `LineReceiver` that parses a line, calls the same core as HTTP and UDP, and
+writes the reply. Node sessions outlive their connections for a grace period
+so a node that reconnects loses nothing.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from typing import Callable, Dict, List, Optional, Set, Tuple
+from urllib.parse import unquote
+
+import attr
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+
+from tracker.core import (
+    DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerRecord, TrackerCore,
+    TrackerError, compact_address,
+)
+from tracker.doors.http import normalise_ip
+
+log = Logger()
+
+FOREVER = float("inf")
+NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REGION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_SCRAPE_HASHES = 74
+DEFAULT_NODE_PORT = 6881
+
+
+class LineError(Exception):
+    """A refused command: `ERR <code> <message>`; `close` ends the connection."""
+
+    def __init__(self, code: int, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close = close
+
+
+@attr.s(slots=True, frozen=True)
+class LineDoorSettings:
+    grace_s = attr.ib(default=60.0)
+    idle_timeout_s = attr.ib(default=300.0)
+    max_line = attr.ib(default=4096)
+    # node id -> secret; empty means tokens are not required.
+    tokens = attr.ib(factory=dict)
+    max_subscriptions = attr.ib(default=1024)
+
+
+def parse_info_hash(text: str) -> bytes:
+    """40 hex digits (any case) or 32 base32 characters, to 20 bytes."""
+    try:
+        if len(text) == 40:
+            return binascii.unhexlify(text)
+        if len(text) == 32:
+            return base64.b32decode(text.upper())
+    except (binascii.Error, ValueError):
+        pass
+    raise LineError(400, "bad info hash %r: use 40 hex digits or 32 base32 characters" % text[:80])
+
+
+def node_peer_id(node_id: str) -> bytes:
+    """The 20-byte peer id a node has in its swarms (stable across reconnects)."""
+    return b"-CDN000-" + hashlib.sha1(node_id.encode("utf-8")).digest()[:12]
+
+
+def _options(words: List[str], allowed: Tuple[str, ...]) -> Dict[str, str]:
+    options = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key not in allowed:
+            raise LineError(400, "unexpected argument %r (options: %s)"
+                            % (word[:80], ", ".join(allowed) or "none"))
+        options[key] = unquote(value, errors="strict")
+    return options
+
+
+def _number(options: Dict[str, str], key: str, low: int, high: int) -> Optional[int]:
+    value = options.get(key)
+    if value is None:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise LineError(400, "%s must be a whole number from %d to %d" % (key, low, high))
+    return int(value)
+
+
+class NodeSession:
+    """A registered node: its address, region and entries. It survives its
+    connection for the grace period."""
+
+    def __init__(self, node_id: str, ip: str, port: int, region: Optional[str]) -> None:
+        self.node_id = node_id
+        self.peer_id = node_peer_id(node_id)
+        self.ip = ip
+        self.port = port
+        self.region = region
+        self.entries: Dict[bytes, int] = {}  # info_hash -> left (0: seeds it)
+        self.connection: Optional["LineTrackerProtocol"] = None
+        self.grace: Optional[IDelayedCall] = None
+
+
+class LineTrackerProtocol(LineReceiver):
+    delimiter = b"\n"
+    factory: "LineTrackerFactory"
+
+    def __init__(self) -> None:
+        self.session: Optional[NodeSession] = None
+        self.subscriptions: Set[bytes] = set()
+        self.last_active = 0.0
+        self._errors = 0
+        self._closing = False
+
+    # -- connection ---------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.MAX_LENGTH = factory.settings.max_line
+        self.peer_ip = normalise_ip(self.transport.getPeer().host)
+        self.last_active = factory.now
+        factory.connections.add(self)
+        # Flow control: when the client does not read its replies and our
+        # send buffer fills, the transport pauses us and we stop reading.
+        self.transport.registerProducer(self, True)
+
+    def connectionLost(self, reason=None) -> None:
+        factory = self.factory
+        factory.connections.discard(self)
+        for info_hash in self.subscriptions:
+            factory.core.unwatch(info_hash, self)
+        self.subscriptions.clear()
+        if self.session is not None and self.session.connection is self:
+            factory.detach(self.session)
+        self.session = None
+
+    def send(self, text: str) -> None:
+        self.transport.write(text.encode("utf-8") + b"\n")
+
+    # -- lines ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close after the replies already written; read no further lines."""
+        self._closing = True
+        self.transport.loseConnection()
+
+    def lineReceived(self, raw: bytes) -> None:
+        if self._closing:
+            return
+        self.last_active = self.factory.now
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise LineError(415, "the line is not UTF-8")
+            words = line.split()
+            if not words:
+                return
+            name = words[0].upper()
+            handler = COMMANDS.get(name)
+            if handler is None:
+                raise LineError(404, "unknown command %s" % words[0][:40])
+            if self.session is None and name not in BEFORE_HELLO:
+                raise LineError(403, "say HELLO first")
+            handler(self, words[1:])
+        except LineError as error:
+            self._refuse(error)
+        except TrackerError as error:
+            self._refuse(LineError(400, error.message))
+        except UnicodeDecodeError:
+            self._refuse(LineError(400, "a %-escape in an option is not UTF-8"))
+        except Exception:
+            log.failure("unexpected error answering {line!r} from {peer}", line=raw[:200],
+                        peer=self.peer_ip)
+            self._refuse(LineError(500, "internal error (logged)"))
+
+    def _refuse(self, error: LineError) -> None:
+        self._errors += 1
+        # The first error of a connection is worth a line in the log; a flood is not.
+        emit = log.info if self._errors == 1 else log.debug
+        emit("line client {peer} refused: {code} {message}", peer=self.peer_ip, code=error.code,
+             message=error.message)
+        self.factory.core.stats.count_failure("line_%d" % error.code)
+        self.send("ERR %d %s" % (error.code, error.message))
+        if error.close:
+            self.close()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._refuse(LineError(413, "line too long (limit %d bytes)" % self.MAX_LENGTH, close=True))
+        self.clearLineBuffer()
+
+    # -- events -------------------------------------------------------------------------
+
+    def swarm_changed(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None:
+        if self.session is not None and peer.peer_id == self.session.peer_id:
+            return  # a node is not told about its own entries
+        self.send("* %s %s %s" % ("JOIN" if joined else "LEAVE", info_hash.hex(),
+                                  self.factory.describe_peer(peer)))
+
+    # -- commands -----------------------------------------------------------------------
+
+    def do_hello(self, args: List[str]) -> None:
+        if self.session is not None:
+            raise LineError(400, "already registered as %s" % self.session.node_id)
+        options = _options(args, ("node", "port", "ip", "region", "token"))
+        node_id = options.get("node")
+        if node_id is None or not NODE_ID.match(node_id):
+            raise LineError(400, "HELLO needs node=<id>: 1-64 letters, digits, '.', '_' or '-'")
+        port = _number(options, "port", 1, 65535) or DEFAULT_NODE_PORT
+        ip = options.get("ip", self.peer_ip)
+        region = options.get("region")
+        if region is not None and not REGION.match(region):
+            raise LineError(400, "region must be 1-64 letters, digits, '.', '_' or '-'")
+        tokens = self.factory.settings.tokens
+        if tokens:
+            expected = tokens.get(node_id)
+            given = options.get("token", "")
+            if expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
+                raise LineError(401, "wrong or missing token for node %s" % node_id, close=True)
+        ip = normalise_ip(ip)
+        try:
+            compact_address(ip, port)
+        except (OSError, ValueError, UnicodeEncodeError):
+            raise LineError(400, "ip must be an IPv4 or IPv6 address")
+        self.session, kept = self.factory.attach(self, node_id, ip, port, region)
+        self.send("OK HELLO %s entries=%d" % (node_id, kept))
+
+    def _entry(self, args: List[str], options: Tuple[str, ...] = ()) -> Tuple[bytes, Dict[str, str]]:
+        if not args:
+            raise LineError(400, "missing info hash")
+        return parse_info_hash(args[0]), _options(args[1:], options)
+
+    def do_have(self, args: List[str]) -> None:
+        info_hash, options = self._entry(args, ("size", "name"))
+        size = _number(options, "size", 0, 2 ** 63 - 1)
+        name = options.get("name")
+        if name is not None and len(name) > 1024:
+            raise LineError(400, "name is longer than 1024 characters")
+        factory = self.factory
+        factory.core.describe(info_hash, name, size, factory.clock.seconds())
+        factory.set_entry(self.session, info_hash, left=0)
+        self.send("OK HAVE %s" % info_hash.hex())
+
+    def do_want(self, args: List[str]) -> None:
+        info_hash, _ = self._entry(args)
+        self.factory.set_entry(self.session, info_hash, left=1)
+        self.send("OK WANT %s" % info_hash.hex())
+
+    def do_done(self, args: List[str]) -> None:
+        info_hash, _ = self._entry(args)
+        self.factory.set_entry(self.session, info_hash, left=0, completed=True)
+        self.send("OK DONE %s" % info_hash.hex())
+
+    def do_drop(self, args: List[str]) -> None:
+        info_hash, _ = self._entry(args)
+        self.factory.drop_entry(self.session, info_hash)
+        self.send("OK DROP %s" % info_hash.hex())
+
+    def do_peers(self, args: List[str]) -> None:
+        info_hash, options = self._entry(args, ("numwant",))
+        factory = self.factory
+        numwant = _number(options, "numwant", 0, 1_000_000)
+        if numwant is None:
+            numwant = factory.core.settings.default_numwant
+        numwant = min(numwant, factory.core.settings.max_numwant)
+        lines = ["PEER %s" % factory.describe_peer(p)
+                 for p in factory.peers_for(self.session, info_hash, numwant)]
+        lines.append("END")
+        self.transport.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def do_scrape(self, args: List[str]) -> None:
+        if not args:
+            raise LineError(400, "SCRAPE needs at least one info hash")
+        if len(args) > MAX_SCRAPE_HASHES:
+            raise LineError(400, "at most %d info hashes per SCRAPE" % MAX_SCRAPE_HASHES)
+        hashes = [parse_info_hash(a) for a in args]
+        files = self.factory.core.scrape(hashes, DOOR_LINE)
+        lines = ["SCRAPE %s seeders=%d leechers=%d completed=%d" % (
+            h.hex(), files[h].complete, files[h].incomplete, files[h].downloaded) for h in hashes]
+        lines.append("END")
+        self.transport.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def do_subscribe(self, args: List[str]) -> None:
+        info_hash, _ = self._entry(args)
+        if info_hash not in self.subscriptions:
+            if len(self.subscriptions) >= self.factory.settings.max_subscriptions:
+                raise LineError(400, "at most %d subscriptions per connection"
+                                % self.factory.settings.max_subscriptions)
+            self.subscriptions.add(info_hash)
+            self.factory.core.watch(info_hash, self)
+        self.send("OK SUBSCRIBE %s" % info_hash.hex())
+
+    def do_unsubscribe(self, args: List[str]) -> None:
+        info_hash, _ = self._entry(args)
+        if info_hash in self.subscriptions:
+            self.subscriptions.discard(info_hash)
+            self.factory.core.unwatch(info_hash, self)
+        self.send("OK UNSUBSCRIBE %s" % info_hash.hex())
+
+    def do_stats(self, args: List[str]) -> None:
+        _options(args, ())
+        totals = self.factory.core.totals()
+        self.send("OK STATS swarms=%d peers=%d seeders=%d leechers=%d nodes=%d connections=%d" % (
+            totals["swarms"], totals["peers"], totals["seeders"], totals["leechers"],
+            self.factory.connected_nodes(), len(self.factory.connections)))
+
+    def do_ping(self, args: List[str]) -> None:
+        self.send("PONG")
+
+    def do_quit(self, args: List[str]) -> None:
+        self.send("OK BYE")
+        self.close()
+
+    # -- timeouts ---------------------------------------------------------------------------
+
+    def check_timeout(self, now: float) -> None:
+        if not self._closing and now - self.last_active >= self.factory.settings.idle_timeout_s:
+            self.send("ERR 408 idle for too long")
+            self.close()
+
+
+COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
+    "HELLO": LineTrackerProtocol.do_hello,
+    "HAVE": LineTrackerProtocol.do_have,
+    "WANT": LineTrackerProtocol.do_want,
+    "DONE": LineTrackerProtocol.do_done,
+    "DROP": LineTrackerProtocol.do_drop,
+    "PEERS": LineTrackerProtocol.do_peers,
+    "SCRAPE": LineTrackerProtocol.do_scrape,
+    "SUBSCRIBE": LineTrackerProtocol.do_subscribe,
+    "UNSUBSCRIBE": LineTrackerProtocol.do_unsubscribe,
+    "STATS": LineTrackerProtocol.do_stats,
+    "PING": LineTrackerProtocol.do_ping,
+    "QUIT": LineTrackerProtocol.do_quit,
+}
+BEFORE_HELLO = {"HELLO", "PING", "STATS", "SCRAPE", "QUIT"}
+
+
+class LineTrackerFactory(Factory):
+    """Node sessions, their entries in the swarms, and the connections."""
+
+    protocol = LineTrackerProtocol
+    noisy = False
+
+    def __init__(self, core: TrackerCore, clock: IReactorTime,
+                 settings: Optional[LineDoorSettings] = None) -> None:
+        self.core = core
+        self.clock = clock
+        self.settings = settings or LineDoorSettings()
+        self.nodes: Dict[str, NodeSession] = {}
+        self.node_by_peer_id: Dict[bytes, NodeSession] = {}
+        # info_hash -> the nodes with an entry in that swarm (for region-first PEERS).
+        self.swarm_nodes: Dict[bytes, Set[NodeSession]] = {}
+        self.connections: Set[LineTrackerProtocol] = set()
+        self.now = clock.seconds()
+
+    def tick(self) -> None:
+        self.now = now = self.clock.seconds()
+        for connection in list(self.connections):
+            connection.check_timeout(now)
+
+    def connected_nodes(self) -> int:
+        return sum(1 for s in self.nodes.values() if s.connection is not None)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def attach(self, connection: LineTrackerProtocol, node_id: str, ip: str, port: int,
+               region: Optional[str]) -> Tuple[NodeSession, int]:
+        """Register `connection` as `node_id`; return the session and how many
+        entries it kept from an earlier connection."""
+        session = self.nodes.get(node_id)
+        if session is None:
+            session = self.nodes[node_id] = NodeSession(node_id, ip, port, region)
+            self.node_by_peer_id[session.peer_id] = session
+        else:
+            if session.grace is not None and session.grace.active():
+                session.grace.cancel()
+            session.grace = None
+            previous = session.connection
+            if previous is not None and previous is not connection:
+                previous.session = None
+                previous._refuse(LineError(409, "replaced by a new connection of node %s" % node_id,
+                                           close=True))
+            moved = (session.ip, session.port) != (ip, port)
+            session.ip, session.port, session.region = ip, port, region
+            for info_hash, left in list(session.entries.items()):
+                if moved:
+                    self._announce(session, info_hash, left, completed=False)
+                self.core.pin(info_hash, session.peer_id, FOREVER)
+        session.connection = connection
+        return session, len(session.entries)
+
+    def detach(self, session: NodeSession) -> None:
+        """The node's connection closed: keep its entries for the grace period."""
+        session.connection = None
+        now = self.clock.seconds()
+        for info_hash in session.entries:
+            self.core.pin(info_hash, session.peer_id, now)
+        session.grace = self.clock.callLater(self.settings.grace_s, self._grace_over, session)
+
+    def _grace_over(self, session: NodeSession) -> None:
+        session.grace = None
+        if session.connection is not None:
+            return
+        for info_hash in list(session.entries):
+            self.drop_entry(session, info_hash)
+        self.nodes.pop(session.node_id, None)
+        self.node_by_peer_id.pop(session.peer_id, None)
+        log.info("node {node} did not come back within {grace_s} s: its entries left their swarms",
+                 node=session.node_id, grace_s=self.settings.grace_s)
+
+    # -- entries ------------------------------------------------------------------------
+
+    def _announce(self, session: NodeSession, info_hash: bytes, left: int, completed: bool) -> None:
+        event = EVENT_COMPLETED if completed else EVENT_STARTED
+        self.core.announce(AnnounceRequest(info_hash, session.peer_id, session.ip, session.port,
+                                           0, 0, left, event, 0, DOOR_LINE), self.clock.seconds())
+
+    def set_entry(self, session: NodeSession, info_hash: bytes, left: int,
+                  completed: bool = False) -> None:
+        if left:
+            swarm = self.core.swarms.get(info_hash)
+            if swarm is not None and swarm.size:
+                left = swarm.size
+        self._announce(session, info_hash, left, completed)
+        self.core.pin(info_hash, session.peer_id, FOREVER)
+        session.entries[info_hash] = left
+        self.swarm_nodes.setdefault(info_hash, set()).add(session)
+
+    def drop_entry(self, session: NodeSession, info_hash: bytes) -> None:
+        session.entries.pop(info_hash, None)
+        nodes = self.swarm_nodes.get(info_hash)
+        if nodes is not None:
+            nodes.discard(session)
+            if not nodes:
+                del self.swarm_nodes[info_hash]
+        self.core.remove_peer(info_hash, session.peer_id)
+
+    # -- answers ------------------------------------------------------------------------
+
+    def peers_for(self, session: NodeSession, info_hash: bytes, numwant: int) -> List[PeerRecord]:
+        """Same-region nodes first, then a random sample of everyone else."""
+        if numwant <= 0:
+            return []
+        swarm = self.core.swarms.get(info_hash)
+        if swarm is None:
+            return []
+        me = swarm.peers.get(session.peer_id)
+        seeder = me is not None and me.left == 0
+        first: List[PeerRecord] = []
+        if session.region:
+            for node in self.swarm_nodes.get(info_hash, ()):
+                if node is session or node.region != session.region:
+                    continue
+                peer = swarm.peers.get(node.peer_id)
+                if peer is not None and not (seeder and peer.left == 0):
+                    first.append(peer)
+                    if len(first) == numwant:
+                        return first
+        chosen = {p.peer_id for p in first}
+        rest = [p for p in self.core.peers(info_hash, numwant + len(first), session.peer_id, seeder)
+                if p.peer_id not in chosen]
+        return first + rest[:numwant - len(first)]
+
+    def describe_peer(self, peer: PeerRecord) -> str:
+        text = "%s %d %s door=%s" % (peer.ip, peer.port, "seeder" if peer.left == 0 else "leecher",
+                                     peer.door)
+        node = self.node_by_peer_id.get(peer.peer_id) if peer.door == DOOR_LINE else None
+        if node is not None:
+            text += " node=%s" % node.node_id
+            if node.region:
+                text += " region=%s" % node.region
+        return text
