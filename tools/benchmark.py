@@ -9,7 +9,14 @@ peer announced once), then drives it with wrk pinned to the other core:
 - announce with a new connection per request (`Connection: close`),
 - scrape of one random torrent over keep-alive,
 - UDP announce (BEP 15 connect + announce, 64 in flight) from `tools/udp_load.c`,
-  a C load generator built by this command, which checks every reply.
+  a C load generator built by this command, which checks every reply,
+- line-protocol commands (PEERS, SCRAPE, PING of population torrents) over
+  8 connections with 64 commands in flight each.
+
+Optional extra measurements: `--without-db` (each runtime again with
+persistence off), `--flush-latency` (announce latency while one flush of
+100,000 changed peers runs), `--fanout` (push fan-out to 1,000 subscribers),
+`--restore N` (start-up restore of N live peers).
 
 Each scenario runs for `--duration` seconds, `--rounds` times, interleaved
 across runtimes. Reported per scenario: requests per second (median and
@@ -27,6 +34,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -44,7 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER_CORE = "0"
 LOAD_CORE = "1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ("announce-keepalive", "announce-new-connection", "scrape-keepalive", "udp-announce")
+SCENARIOS = ("announce-keepalive", "announce-new-connection", "scrape-keepalive", "udp-announce",
+             "line-commands")
+LINE_CONNECTIONS = 8  # line-protocol connections, each pipelining a window of commands
+LINE_WINDOW = 64
+FANOUT_SUBSCRIBERS = 1000
 UDP_WINDOW = 64  # UDP transactions kept in flight by the load generator
 
 
@@ -279,6 +291,137 @@ def run_udp_load(binary: Path, port: int, hashes_file: Path, peers: int, duratio
     return parse_wrk_output(result.stdout)
 
 
+def line_command_mix(torrents: int) -> List[bytes]:
+    """The commands the line benchmark cycles through: SCRAPE and PEERS of
+    random population torrents, and PING."""
+    rng = random.Random(7)
+    out = []
+    for i in range(1024):
+        h = torrent_hash(rng.randrange(torrents)).hex()
+        out.append((b"PEERS %s numwant=50\n" % h.encode()) if i % 3 == 0 else
+                   (b"SCRAPE %s\n" % h.encode()) if i % 3 == 1 else b"PING\n")
+    return out
+
+
+def run_line_load(port: int, torrents: int, duration_s: int) -> Dict[str, float]:
+    """Line-protocol commands per second: LINE_CONNECTIONS connections, each
+    keeping LINE_WINDOW commands in flight. A reply is a line that is not an
+    event and not a PEER line (PEERS answers end with END)."""
+    import selectors
+    commands = line_command_mix(torrents)
+    selector = selectors.DefaultSelector()
+    conns = []
+    for n in range(LINE_CONNECTIONS):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"HELLO node=bench-%d\n" % n)
+        if not sock.makefile("rb").readline().startswith(b"OK HELLO"):
+            raise RuntimeError("HELLO refused")
+        sock.setblocking(False)
+        state = {"sock": sock, "inflight": [], "buffer": b"", "next": n * 97}
+        conns.append(state)
+        selector.register(sock, selectors.EVENT_READ, state)
+    latencies: List[float] = []
+    completed = errors = 0
+
+    def top_up(state, now):
+        batch = []
+        while len(state["inflight"]) < LINE_WINDOW:
+            command = commands[state["next"] % len(commands)]
+            state["next"] += 1
+            batch.append(command)
+            state["inflight"].append(now)
+        if batch:
+            state["sock"].sendall(b"".join(batch))
+
+    start = time.monotonic()
+    end = start + duration_s
+    for state in conns:
+        top_up(state, start)
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        for key, _ in selector.select(timeout=0.5):
+            state = key.data
+            data = state["sock"].recv(1 << 16)
+            if not data:
+                raise RuntimeError("the tracker closed a line connection")
+            lines = (state["buffer"] + data).split(b"\n")
+            state["buffer"] = lines.pop()
+            now = time.monotonic()
+            for line in lines:
+                if line.startswith(b"PEER ") or line.startswith(b"SCRAPE ") or line.startswith(b"*"):
+                    continue
+                if line.startswith(b"ERR"):
+                    errors += 1
+                sent = state["inflight"].pop(0)
+                completed += 1
+                latencies.append(now - sent)
+            if now < end:
+                top_up(state, now)
+    elapsed = time.monotonic() - start
+    for state in conns:
+        state["sock"].close()
+    latencies.sort()
+    return {"requests": completed, "duration_us": elapsed * 1e6, "rps": completed / elapsed,
+            "p50_us": latencies[len(latencies) // 2] * 1e6 if latencies else 0,
+            "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6 if latencies else 0,
+            "errors": errors}
+
+
+def measure_fanout(python: str, workdir: Path, subscribers: int = FANOUT_SUBSCRIBERS,
+                   rounds: int = 5) -> Dict[str, float]:
+    """One swarm, `subscribers` connections subscribed to it: how long from an
+    HTTP announce of a new peer until every subscriber has read the JOIN event."""
+    import selectors
+    tracker = Tracker(python, workdir, [])
+    socks = []
+    try:
+        h = torrent_hash(0).hex().encode()
+        for n in range(subscribers):
+            sock = socket.create_connection(("127.0.0.1", tracker.line_port))
+            sock.sendall(b"HELLO node=watcher-%d\nSUBSCRIBE %s\n" % (n, h))
+            socks.append(sock)
+        for sock in socks:  # wait for both replies
+            buffer = b""
+            while buffer.count(b"\n") < 2:
+                buffer += sock.recv(4096)
+            if not buffer.split(b"\n")[1].startswith(b"OK SUBSCRIBE"):
+                raise RuntimeError("subscribe failed: %r" % buffer)
+        times = []
+        for round_no in range(rounds):
+            selector = selectors.DefaultSelector()
+            for sock in socks:
+                selector.register(sock, selectors.EVENT_READ)
+            waiting = set(socks)
+            started = time.monotonic()
+            http_get_many(tracker.port, [announce_path(0, 100 + round_no)])
+            while waiting:
+                for key, _ in selector.select(timeout=10):
+                    data = key.fileobj.recv(4096)
+                    if b"* JOIN" in data:
+                        waiting.discard(key.fileobj)
+                        selector.unregister(key.fileobj)
+                if time.monotonic() - started > 30:
+                    raise RuntimeError("%d subscribers never got the event" % len(waiting))
+            times.append(time.monotonic() - started)
+            selector.close()
+    finally:
+        for sock in socks:
+            sock.close()
+        tracker.stop()
+    return {"subscribers": subscribers, "rounds": rounds,
+            "median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
+
+
+def fanout_markdown(results: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| runtime | subscribers | time until all have the event, median ms | max ms |",
+             "|---|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append("| %s | %d | %.1f | %.1f |" % (name, r["subscribers"], r["median_ms"], r["max_ms"]))
+    return "\n".join(lines)
+
+
 def summarise(runs: List[Dict[str, float]]) -> Dict[str, float]:
     rps = [r["rps"] for r in runs]
     return {
@@ -436,6 +579,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="also run each runtime with persistence off (--db off), side by side")
     parser.add_argument("--flush-latency", action="store_true",
                         help="measure announce latency while a flush of ~100,000 changed peers runs")
+    parser.add_argument("--fanout", action="store_true",
+                        help="measure push fan-out: one swarm, 1,000 subscribed line connections")
     parser.add_argument("--restore", type=int, metavar="PEERS",
                         help="measure start-up restore of PEERS live peers (e.g. 1000000)")
     parser.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
@@ -485,6 +630,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     if scenario == "udp-announce":
                         figures = run_udp_load(udp_load, tracker.udp_port, hashes_file, args.peers,
                                                args.duration)
+                    elif scenario == "line-commands":
+                        figures = run_line_load(tracker.line_port, args.torrents, args.duration)
                     else:
                         figures = run_wrk(tracker.port, scripts[kind], args.duration,
                                           args.connections,
@@ -508,11 +655,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             name: measure_flush_latency(python, workdir, args.duration)
             for name, (python, db) in runtimes.items() if db != "off"}
         flush_table = flush_latency_table(measured["flush_latency"])
+    fanout_table = ""
+    if args.fanout:
+        measured["fanout"] = {name: measure_fanout(python, workdir)
+                              for name, (python, db) in runtimes.items() if db != "off"}
+        fanout_table = fanout_markdown(measured["fanout"])
     if args.restore:
         measured["restore"] = {name: measure_restore(python, workdir, args.restore)
                                for name, (python, db) in runtimes.items() if db != "off"}
         restore_table = restore_markdown(measured["restore"])
-    table = "\n\n".join(t for t in (table, flush_table, restore_table) if t)
+    table = "\n\n".join(t for t in (table, flush_table, fanout_table, restore_table) if t)
     report = {
         "machine": machine_description(),
         "population": {"torrents": args.torrents, "peers_per_torrent": args.peers, "numwant": 50},
