@@ -25,6 +25,12 @@ CREATE TABLE access_list (
     PRIMARY KEY (list, info_hash)
 ) WITHOUT ROWID;
 
+-- Tracker-wide settings changed at run time (for example access_mode = open|allow).
+CREATE TABLE settings (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);
+
 -- Banned client addresses, as CIDR blocks.
 CREATE TABLE bans (
     cidr        TEXT PRIMARY KEY,

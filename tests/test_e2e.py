@@ -40,7 +40,7 @@ def dual_stack_tracker(tmp_path):
     port = free_port(socket.AF_INET6)
     udp_port = free_port(socket.AF_INET6, socket.SOCK_DGRAM)
     tracker = TrackerProcess(["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port,
-                              "--udp", str(udp_port), "--line", "off"],
+                              "--udp", str(udp_port), "--line", "off", "--admin", "off"],
                              tmp_path, [("127.0.0.1", port), ("::1", port)])
     tracker.udp_port = udp_port
     yield port, tracker
@@ -98,7 +98,7 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     (workdir / "tracker.toml").write_text(
-        'http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\ninterval = 1234\nmin-interval = 600\n'
+        'http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nadmin = "off"\ninterval = 1234\nmin-interval = 600\n'
         % port)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the .tac makes its own tree importable
@@ -116,7 +116,7 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
 def test_plugin_and_tac_take_settings_from_the_same_file(tmp_path):
     port = free_port()
     config = tmp_path / "settings.toml"
-    config.write_text('http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\ninterval = 999\n'
+    config.write_text('http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nadmin = "off"\ninterval = 999\n'
                       'min-interval = 99\n' % port)
     tracker = TrackerProcess(["tracker", "--config", str(config)], tmp_path, [("127.0.0.1", port)])
     try:
@@ -133,7 +133,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         port = busy.getsockname()[1]
         result = subprocess.run(
             twistd_command() + ["-n", "--pidfile=", "--logfile=-", "tracker", "--http",
-                                "tcp:%d:interface=127.0.0.1" % port, "--udp", "off", "--line", "off"],
+                                "tcp:%d:interface=127.0.0.1" % port, "--udp", "off", "--line", "off", "--admin", "off"],
             cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "Couldn't listen on 127.0.0.1:%d" % port in result.stdout + result.stderr

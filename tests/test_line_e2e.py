@@ -59,7 +59,7 @@ def tracker(tmp_path):
     process = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http_port, "--udp", "off",
          "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--line-grace", str(GRACE_S),
-         "--db", "off"],
+         "--db", "off", "--admin", "off"],
         tmp_path, [("127.0.0.1", http_port), ("127.0.0.1", line_port)])
     process.http_port, process.line_port = http_port, line_port
     yield process

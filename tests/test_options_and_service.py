@@ -120,16 +120,16 @@ def test_make_service_builds_listeners_without_touching_the_network():
     reactor = MemoryReactorWithUDP()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",
                    "--udp", "127.0.0.1:7003", "--udp", "[::1]:7004",
-                   "--line", "tcp:7005:interface=127.0.0.1",
+                   "--line", "tcp:7005:interface=127.0.0.1", "--admin", "tcp:7006:interface=127.0.0.1",
                    "--interval", "100", "--min-interval", "50", "--db", "off")
     service = makeService(config, reactor)
     assert reactor.tcpServers == [] and reactor.udpServers == []
     listeners = [s for s in service if isinstance(s, StreamServerEndpointService)]
-    assert len(listeners) == 3  # two HTTP, one line
+    assert len(listeners) == 4  # two HTTP, one line, one admin
     assert service.core.settings.interval_s == 100
     service.startService()
     assert sorted((port, iface) for port, _, _, iface in reactor.tcpServers) == [
-        (7001, "127.0.0.1"), (7002, "::1"), (7005, "127.0.0.1")]
+        (7001, "127.0.0.1"), (7002, "::1"), (7005, "127.0.0.1"), (7006, "127.0.0.1")]
     assert sorted((port, iface) for port, _, iface, _ in reactor.udpServers) == [
         (7003, "127.0.0.1"), (7004, "::1")]
     service.stopService()
@@ -146,7 +146,7 @@ def test_node_tokens_from_command_line_and_file(tmp_path):
 
 
 def test_line_off():
-    assert parse("--line", "off")["line"] == []
+    assert parse("--line", "off", "--admin", "off")["line"] == []
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -173,7 +173,7 @@ def test_bad_udp_addresses_are_usage_errors(spec, message):
 def test_service_expires_peers_on_its_timer():
     reactor = MemoryReactorClock()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100", "--udp", "off",
-                   "--line", "off",
+                   "--line", "off", "--admin", "off",
                    "--min-interval", "50", "--sweep-interval", "10", "--db", "off")
     service = makeService(config, reactor)
     service.startService()

@@ -177,7 +177,8 @@ class Tracker:
                    "-n", "--pidfile=", "tracker", "--http",
                    "tcp:%d:interface=127.0.0.1" % self.port,
                    "--udp", "127.0.0.1:%d" % self.udp_port,
-                   "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--db", db] + extra_args
+                   "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--admin", "off",
+                   "--db", db] + extra_args
         if shutil.which("taskset"):
             command = ["taskset", "-c", SERVER_CORE] + command
         self.process = subprocess.Popen(command, cwd=str(workdir), env=env,

@@ -25,6 +25,8 @@ DEFAULT_CONFIG_PATH = "tracker.toml"
 # One dual-stack socket: IPv6 clients, and IPv4 clients as ::ffff:a.b.c.d.
 DEFAULT_HTTP = "tcp6:6969:interface=\\:\\:"
 DEFAULT_LINE = "tcp6:6970:interface=\\:\\:"
+DEFAULT_ADMIN = "tcp:6971:interface=127.0.0.1"
+LOOPBACK_INTERFACES = {"127.0.0.1", "localhost", "::1", "\\:\\:1"}
 
 
 class Setting(NamedTuple):
@@ -115,6 +117,31 @@ def _node_tokens(value: Any) -> Dict[str, str]:
     return tokens
 
 
+def _networks(value: Any) -> List[str]:
+    import ipaddress
+
+    if isinstance(value, str):
+        value = [value]
+    return [str(ipaddress.ip_network(str(v), strict=False)) for v in value]
+
+
+def _proxy_header(value: Any) -> str:
+    if str(value).lower() not in ("x-forwarded-for", "x-real-ip"):
+        raise ValueError("must be X-Forwarded-For or X-Real-IP")
+    return str(value)
+
+
+def admin_is_local(endpoint: str) -> bool:
+    """True for an endpoint reachable from this machine only (unix socket or loopback)."""
+    if endpoint.startswith("unix:"):
+        return True
+    if ":interface=" not in endpoint:
+        return False  # all interfaces
+    interface = endpoint.split(":interface=", 1)[1]
+    return any(interface == name or interface.startswith(name + ":")
+               for name in LOOPBACK_INTERFACES)
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -137,6 +164,14 @@ SETTINGS: List[Setting] = [
     Setting("line-max-length", 4096, _positive_int, "longest line accepted, bytes"),
     Setting("node-token", [], _node_tokens,
             "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
+    Setting("admin", [DEFAULT_ADMIN], _endpoints_or_off,
+            "admin API, metrics and status page endpoint; repeat for several; 'off' for none"),
+    Setting("admin-token", None, _optional_text,
+            "token the admin API requires (needed when it listens beyond loopback)"),
+    Setting("trusted-proxy", [], _networks,
+            "CIDR of a reverse proxy whose client-address header is believed (repeatable)"),
+    Setting("proxy-header", "X-Forwarded-For", _proxy_header,
+            "header with the client address: X-Forwarded-For or X-Real-IP"),
     Setting("interval", 1800, _positive_int, "announce interval sent to clients, seconds"),
     Setting("min-interval", 900, _positive_int, "minimum announce interval sent to clients, seconds"),
     Setting("peer-ttl", None, lambda v: None if v is None else _positive_int(v),
@@ -167,7 +202,7 @@ SETTINGS: List[Setting] = [
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 _FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
-_REPEATABLE = {"http", "udp", "line", "node-token"}
+_REPEATABLE = {"http", "udp", "line", "node-token", "admin", "trusted-proxy"}
 
 
 def _describe(setting: Setting) -> str:
@@ -233,6 +268,14 @@ class Options(usage.Options):
         """CDN line-protocol endpoint (Twisted endpoint string); repeat for several; 'off' for none [default: tcp6:6970:interface=\\:\\:, i.e. IPv4 and IPv6]"""
         self._append("line", endpoint)
 
+    def opt_admin(self, endpoint: str) -> None:
+        """admin API, metrics and status page endpoint; repeat for several; 'off' for none [default: tcp:6971:interface=127.0.0.1]"""
+        self._append("admin", endpoint)
+
+    def opt_trusted_proxy(self, cidr: str) -> None:
+        """CIDR of a reverse proxy whose client-address header is believed (repeatable)"""
+        self._append("trusted-proxy", cidr)
+
     def opt_node_token(self, pair: str) -> None:
         """ID=SECRET: node ID must say HELLO token=SECRET; repeat for each node (with none, no token is needed)"""
         self._append("node-token", pair)
@@ -261,6 +304,10 @@ class Options(usage.Options):
                 raise usage.UsageError("%s: %r is not valid (%s)" % (source, value, e))
         if self["db"] not in ("off", ":memory:"):
             self["db"] = os.path.join(self["data-dir"], self["db"])
+        exposed = [e for e in self["admin"] if not admin_is_local(e)]
+        if exposed and not self["admin-token"]:
+            raise usage.UsageError("the admin API on %s is reachable beyond this machine: "
+                                   "set --admin-token" % exposed[0])
         if self["min-interval"] > self["interval"]:
             raise usage.UsageError("min-interval (%d) must not exceed interval (%d)"
                                    % (self["min-interval"], self["interval"]))

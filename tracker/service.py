@@ -5,6 +5,7 @@ the two ways in build the very same service.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Optional
 
 from twisted.application.internet import StreamServerEndpointService, TimerService, UDPServer
@@ -13,6 +14,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from twisted.web.server import Site
+
+from tracker.admin.api import AdminContext, AdminRoot
+from tracker.admin.metrics import metrics_resource
+from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
@@ -20,6 +26,7 @@ from tracker.doors.line import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options
+from tracker.totals import TotalsRecorder
 from tracker.store import PersistenceService, SQLiteStore, open_database
 
 __all__ = ["Options", "makeService", "core_settings", "http_settings"]
@@ -49,6 +56,8 @@ def http_settings(config: Options) -> HTTPDoorSettings:
         allow_ip_param=config["allow-ip-param"],
         tracker_id=utf8(config["tracker-id"]),
         warning_message=utf8(config["warning-message"]),
+        trusted_proxies=tuple(ipaddress.ip_network(c) for c in config["trusted-proxy"]),
+        proxy_header=config["proxy-header"].lower().encode("ascii"),
         idle_timeout_s=config["http-idle-timeout"],
         request_timeout_s=config["http-request-timeout"],
     )
@@ -62,6 +71,7 @@ class TrackerService(MultiService):
         self.core = core
         self.persistence: Optional[PersistenceService] = None
         self.line_factory: Optional[LineTrackerFactory] = None
+        self.totals: Optional[TotalsRecorder] = None
 
     def privilegedStartService(self) -> None:
         # Listeners bind here. A port that cannot be bound stops start-up with
@@ -86,11 +96,14 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     core = TrackerCore(core_settings(config), changes=changes)
     top = TrackerService(core)
 
+    store = None
     if changes is not None:
         # First child: restores the swarms before any door starts, stops after them.
         store = SQLiteStore(open_database(config["db"]), config["db"])
         top.persistence = PersistenceService(core, changes, store, reactor, config["flush-interval"])
         top.persistence.setServiceParent(top)
+    top.totals = TotalsRecorder(core, reactor, changes, store)
+    top.totals.setServiceParent(top)
 
     http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
     for description in config["http"]:
@@ -126,6 +139,17 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         line_timeouts = TimerService(TIMEOUT_CHECK_S, line_factory.tick)
         line_timeouts.clock = reactor
         line_timeouts.setServiceParent(top)
+
+    if config["admin"]:
+        context = AdminContext(core, reactor, config["admin-token"], top.persistence,
+                               top.line_factory, top.totals)
+        site = Site(AdminRoot(context, metrics_resource(context), StatusPage()))
+        site.noisy = False
+        for description in config["admin"]:
+            listener = StreamServerEndpointService(serverFromString(reactor, description), site)
+            listener._raiseSynchronously = True
+            listener.setName("admin " + description)
+            listener.setServiceParent(top)
 
     ExpiryService(core, reactor, config["sweep-interval"], config["sweep-slice"]).setServiceParent(top)
     return top

@@ -2,6 +2,7 @@
 
 Pure Python: no network imports, and time is always passed in.
 """
+from tracker.core.access import MODE_ALLOW, MODE_OPEN, AccessPolicy
 from tracker.core.changes import ChangeBatch, ChangeLog
 from tracker.core.swarm import (
     DOOR_HTTP, DOOR_LINE, DOOR_UDP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED,
@@ -13,7 +14,7 @@ from tracker.core.tracker import (
 )
 
 __all__ = [
-    "ChangeBatch", "ChangeLog",
+    "ChangeBatch", "ChangeLog", "AccessPolicy", "MODE_ALLOW", "MODE_OPEN",
     "DOOR_HTTP", "DOOR_LINE", "DOOR_UDP", "EVENT_COMPLETED", "EVENT_NONE",
     "EVENT_STARTED", "EVENT_STOPPED", "PeerRecord", "Swarm", "compact_address",
     "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",

@@ -17,7 +17,7 @@ PeerKey = Tuple[bytes, bytes]  # (info_hash, peer_id)
 class ChangeBatch:
     """One flush worth of changes."""
 
-    __slots__ = ("peers", "removed", "content", "completions", "totals")
+    __slots__ = ("peers", "removed", "content", "completions", "totals", "statements")
 
     def __init__(self) -> None:
         self.peers: Dict[PeerKey, PeerRecord] = {}
@@ -26,10 +26,12 @@ class ChangeBatch:
         self.completions: List[Tuple[bytes, bytes, float]] = []
         # (minute, swarms, peers, seeders, leechers, announces)
         self.totals: List[Tuple[int, int, int, int, int, int]] = []
+        # Rare changes (access lists, tokens, settings) as (SQL, parameters).
+        self.statements: List[Tuple[str, tuple]] = []
 
     def __len__(self) -> int:
         return (len(self.peers) + len(self.removed) + len(self.content) + len(self.completions)
-                + len(self.totals))
+                + len(self.totals) + len(self.statements))
 
 
 class ChangeLog:
@@ -64,6 +66,9 @@ class ChangeLog:
     def totals(self, row: Tuple[int, int, int, int, int, int]) -> None:
         self._batch.totals.append(row)
 
+    def statement(self, sql: str, parameters: tuple) -> None:
+        self._batch.statements.append((sql, parameters))
+
     def take(self) -> ChangeBatch:
         batch = self._batch
         self._batch = ChangeBatch()
@@ -82,3 +87,4 @@ class ChangeLog:
             current.content.setdefault(info_hash, swarm)
         current.completions[:0] = batch.completions
         current.totals[:0] = batch.totals
+        current.statements[:0] = batch.statements

@@ -5,11 +5,14 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Set
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
 
 from tracker.core.changes import ChangeLog
+
+if TYPE_CHECKING:
+    from tracker.core.access import AccessPolicy
 from tracker.core.swarm import (
     EVENT_COMPLETED, EVENT_STOPPED, PeerRecord, Swarm, compact_address,
 )
@@ -112,8 +115,13 @@ class TrackerCore:
 
     def __init__(self, settings: Optional[TrackerSettings] = None,
                  rng: Optional[random.Random] = None,
-                 changes: Optional[ChangeLog] = None) -> None:
+                 changes: Optional[ChangeLog] = None,
+                 access: Optional["AccessPolicy"] = None) -> None:
         self.settings = settings or TrackerSettings()
+        if access is None:
+            from tracker.core.access import AccessPolicy
+            access = AccessPolicy()
+        self.access = access
         # Where changes are recorded for the store (None: nothing is persisted).
         self.changes = changes
         self.swarms: Dict[bytes, Swarm] = {}
@@ -140,6 +148,8 @@ class TrackerCore:
         if not (0 <= req.left <= MAX_COUNTER and 0 <= req.uploaded <= MAX_COUNTER
                 and 0 <= req.downloaded <= MAX_COUNTER):
             raise TrackerError("invalid_counter", "left, uploaded and downloaded must be 0 to 2^63-1")
+        if self.access.active:
+            self.access.check(req.info_hash, req.ip)
         settings = self.settings
         numwant = req.numwant
         if numwant is None or numwant < 0:
@@ -210,6 +220,18 @@ class TrackerCore:
             return False
         self._remove(swarm, peer)
         return True
+
+    def drop_swarm(self, info_hash: bytes) -> int:
+        """Remove every peer of a swarm (content just refused); returns how many."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return 0
+        peers = list(swarm.peers.values())
+        for peer in peers:
+            self._remove(swarm, peer)
+        if not swarm.completed:
+            del self.swarms[info_hash]
+        return len(peers)
 
     def pin(self, info_hash: bytes, peer_id: bytes, until: float) -> None:
         """Set a peer's last-seen time: the line door pins its nodes' entries at

@@ -8,6 +8,7 @@ the request head, and timeouts for idle connections and half-sent requests.
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Dict, List, Optional, Set
 
@@ -59,6 +60,9 @@ class HTTPDoorSettings:
     max_headers = attr.ib(default=64)
     idle_timeout_s = attr.ib(default=30.0)
     request_timeout_s = attr.ib(default=10.0)
+    # Reverse proxies whose client-address header is believed, and that header.
+    trusted_proxies = attr.ib(default=())
+    proxy_header = attr.ib(default=b"x-forwarded-for")
 
 
 class _Refused(Exception):
@@ -79,6 +83,14 @@ def normalise_ip(host: str) -> str:
 
 def packed_ip(host: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+
+
+def _in_networks(ip: str, networks) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in n for n in networks if n.version == address.version)
 
 
 def _number(params: Dict[bytes, bytes], name: bytes) -> Optional[bytes]:
@@ -120,6 +132,9 @@ class HTTPTrackerProtocol(Protocol):
         self.external_ip = packed_ip(self.peer_ip)
         self.last_active = factory.now
         self._send_now = supports_send_now(self.transport)
+        self.behind_proxy = bool(self.settings.trusted_proxies) and _in_networks(
+            self.peer_ip, self.settings.trusted_proxies)
+        self._forwarded: Optional[bytes] = None
         factory.connections.add(self)
 
     def connectionLost(self, reason=None) -> None:
@@ -231,6 +246,7 @@ class HTTPTrackerProtocol(Protocol):
             raise _Refused(400, "malformed request line")
 
         has_body = False
+        self._forwarded = None
         if header_lines:
             lines = header_lines.split(b"\r\n")
             if len(lines) > settings.max_headers:
@@ -253,6 +269,8 @@ class HTTPTrackerProtocol(Protocol):
                     has_body = int(length) > 0
                 elif name == b"transfer-encoding":
                     has_body = True
+                elif self.behind_proxy and name == settings.proxy_header:
+                    self._forwarded = line[colon + 1:].strip()
 
         if method != b"GET" and method != b"HEAD":
             raise _Refused(405, "only GET and HEAD are served")
@@ -319,6 +337,8 @@ class HTTPTrackerProtocol(Protocol):
                 raise TrackerError("invalid_numwant", "numwant must be a non-negative integer")
             ip = self.peer_ip
             external_ip = self.external_ip
+            if self._forwarded is not None:
+                ip, external_ip = self._client_behind_proxy(self._forwarded)
             if self.settings.allow_ip_param and b"ip" in params:
                 ip, external_ip = self._declared_ip(unquote(params[b"ip"]))
             request = AnnounceRequest(
@@ -334,6 +354,20 @@ class HTTPTrackerProtocol(Protocol):
             return encode_announce_dicts(result, external_ip, _number(params, b"no_peer_id") == b"1",
                                          settings.tracker_id, settings.warning_message)
         return encode_announce_compact(result, external_ip, self.factory.announce_trailer)
+
+    def _client_behind_proxy(self, value: bytes):
+        """The client's address from X-Forwarded-For (the nearest address that is
+        not one of our proxies) or X-Real-IP."""
+        candidates = [v.strip() for v in value.split(b",")][::-1]
+        for candidate in candidates:
+            try:
+                ip = normalise_ip(candidate.decode("ascii"))
+                packed = packed_ip(ip)
+            except (UnicodeDecodeError, OSError, ValueError):
+                raise TrackerError("bad_proxy_header", "the proxy sent an unreadable client address")
+            if not _in_networks(ip, self.settings.trusted_proxies) or candidate is candidates[-1]:
+                return ip, packed
+        raise TrackerError("bad_proxy_header", "the proxy sent no client address")
 
     def _declared_ip(self, raw: bytes):
         try:

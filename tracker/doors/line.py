@@ -32,6 +32,7 @@ FOREVER = float("inf")
 NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 REGION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_SCRAPE_HASHES = 74
+ACCESS_REFUSALS = {"content_not_allowed", "content_denied", "address_banned"}
 DEFAULT_NODE_PORT = 6881
 
 
@@ -174,7 +175,7 @@ class LineTrackerProtocol(LineReceiver):
         except LineError as error:
             self._refuse(error)
         except TrackerError as error:
-            self._refuse(LineError(400, error.message))
+            self._refuse(LineError(403 if error.code in ACCESS_REFUSALS else 400, error.message))
         except UnicodeDecodeError:
             self._refuse(LineError(400, "a %-escape in an option is not UTF-8"))
         except Exception:
@@ -219,7 +220,11 @@ class LineTrackerProtocol(LineReceiver):
         region = options.get("region")
         if region is not None and not REGION.match(region):
             raise LineError(400, "region must be 1-64 letters, digits, '.', '_' or '-'")
-        tokens = self.factory.settings.tokens
+        access = self.factory.core.access
+        if access.bans and access.is_banned(self.peer_ip):
+            raise LineError(403, "your address is banned from this tracker", close=True)
+        # Tokens from the settings and those the admin gave (which win).
+        tokens = dict(self.factory.settings.tokens, **access.node_tokens)
         if tokens:
             expected = tokens.get(node_id)
             given = options.get("token", "")

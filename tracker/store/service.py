@@ -22,8 +22,6 @@ from tracker.store.sqlite import SQLiteStore
 
 log = Logger()
 
-TOTALS_INTERVAL_S = 60
-
 
 class FlushStats:
     """Figures about the store for the logs and, later, the metrics."""
@@ -58,8 +56,6 @@ class PersistenceService(Service):
         self._flushing: Optional[Deferred] = None
         self._failing = False
         self._flush_loop: Optional[LoopingCall] = None
-        self._totals_loop: Optional[LoopingCall] = None
-        self._announces_seen = 0
 
     # -- start and stop -------------------------------------------------------
 
@@ -71,20 +67,15 @@ class PersistenceService(Service):
                  path=self.store.path, seconds=report.seconds, dropped=report.dropped_peers)
         super().startService()
         self._pool.start()
-        self._announces_seen = sum(self.core.stats.announces.values())
         self._flush_loop = LoopingCall(self.flush)
         self._flush_loop.clock = self.reactor
         self._flush_loop.start(self.flush_interval_s, now=False)
-        self._totals_loop = LoopingCall(self.record_totals)
-        self._totals_loop.clock = self.reactor
-        self._totals_loop.start(TOTALS_INTERVAL_S, now=False)
 
     def stopService(self) -> Deferred:
         """Flush everything (after any flush in progress), then close the file."""
         super().stopService()
-        for loop in (self._flush_loop, self._totals_loop):
-            if loop is not None and loop.running:
-                loop.stop()
+        if self._flush_loop is not None and self._flush_loop.running:
+            self._flush_loop.stop()
         pending = self._flushing or succeed(None)
         pending.addBoth(lambda _: self.flush())
         pending.addBoth(lambda _: self._final_report())
@@ -145,13 +136,6 @@ class PersistenceService(Service):
         if self._flushing is None and not d.called:
             self._flushing = d
         return d
-
-    def record_totals(self) -> None:
-        totals = self.core.totals()
-        announces = sum(self.core.stats.announces.values())
-        self.changes.totals((int(self.reactor.seconds() // 60), totals["swarms"], totals["peers"],
-                             totals["seeders"], totals["leechers"], announces - self._announces_seen))
-        self._announces_seen = announces
 
     @property
     def backlog(self) -> int:

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 import attr
 
-from tracker.core import ChangeBatch, PeerRecord, TrackerCore, compact_address
+from tracker.core import AccessPolicy, ChangeBatch, PeerRecord, TrackerCore, compact_address
 
 _UPSERT_PEER = (
     "INSERT INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, downloaded, last_seen, "
@@ -60,11 +60,14 @@ class SQLiteStore:
                 conn.executemany(_INSERT_COMPLETION, batch.completions)
             if batch.totals:
                 conn.executemany(_UPSERT_TOTALS, batch.totals)
+            for sql, parameters in batch.statements:
+                conn.execute(sql, parameters)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return len(peers) + len(content) + len(batch.removed) + len(batch.completions) + len(batch.totals)
+        return (len(peers) + len(content) + len(batch.removed) + len(batch.completions)
+                + len(batch.totals) + len(batch.statements))
 
     def restore(self, core: TrackerCore, now: float) -> RestoreReport:
         """Rebuild swarms from live peers (time to live not run out) and the
@@ -105,7 +108,25 @@ class SQLiteStore:
             swarm = core.swarms.get(info_hash)
             if swarm is not None:
                 swarm.completed_by.add(peer_id)
+        self.restore_access(core.access)
         return RestoreReport(len(core.swarms), restored, dropped, time.perf_counter() - started)
+
+    def recent_totals(self, since_minute: int) -> list:
+        return self.conn.execute(
+            "SELECT minute, swarms, peers, seeders, leechers, announces FROM totals "
+            "WHERE minute >= ? ORDER BY minute", (since_minute,)).fetchall()
+
+    def restore_access(self, access: AccessPolicy) -> None:
+        """Load the access lists, bans, node tokens and mode the admin set."""
+        conn = self.conn
+        for list_name, info_hash in conn.execute("SELECT list, info_hash FROM access_list"):
+            access.add(list_name, info_hash)
+        for (cidr,) in conn.execute("SELECT cidr FROM bans"):
+            access.ban(cidr)
+        for node_id, token in conn.execute("SELECT node_id, token FROM node_tokens"):
+            access.node_tokens[node_id] = token
+        for (mode,) in conn.execute("SELECT value FROM settings WHERE key = 'access_mode'"):
+            access.set_mode(mode)
 
     def close(self) -> None:
         self.conn.close()

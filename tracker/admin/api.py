@@ -1,0 +1,412 @@
+"""The admin API: JSON over HTTP (twisted.web), `/metrics`, and the status page.
+
+Low volume, so it uses twisted.web. Every request needs the admin token when
+one is configured (`Authorization: Bearer TOKEN`, or `?token=TOKEN` for a
+browser); a wrong or missing one gets 401 and changes nothing.
+"""
+from __future__ import annotations
+
+import binascii
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
+from tracker.core.swarm import PeerRecord
+
+JSON = b"application/json"
+SORT_KEYS: Dict[str, Callable[[Swarm], Any]] = {
+    "peers": lambda s: len(s.peers),
+    "seeders": lambda s: len(s.seeders),
+    "leechers": lambda s: len(s.leechers),
+    "completed": lambda s: s.completed,
+    "first_seen": lambda s: s.first_seen,
+}
+MAX_PAGE = 1000
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_hash(text: str) -> bytes:
+    try:
+        if len(text) == 40:
+            return binascii.unhexlify(text)
+    except binascii.Error:
+        pass
+    raise AdminError(400, "info hash must be 40 hex digits")
+
+
+class AdminContext:
+    """What the admin API reads and steers; built by makeService."""
+
+    def __init__(self, core: TrackerCore, clock, token: Optional[str] = None,
+                 persistence=None, line_factory=None, totals=None) -> None:
+        self.core = core
+        self.clock = clock
+        self.token = token
+        self.persistence = persistence
+        self.line_factory = line_factory
+        self.totals = totals
+        self.started_at = clock.seconds()
+
+    def record(self, sql: str, parameters: tuple) -> None:
+        """Persist an admin change (through the store's writer, off this thread)."""
+        changes = self.core.changes
+        if changes is not None:
+            changes.statement(sql, parameters)
+
+
+def peer_json(peer: PeerRecord, line_factory) -> Dict[str, Any]:
+    out = {"peer_id": peer.peer_id.hex(), "ip": peer.ip, "port": peer.port, "left": peer.left,
+           "uploaded": peer.uploaded, "downloaded": peer.downloaded, "door": peer.door,
+           "seeder": peer.left == 0,
+           "last_seen": None if peer.last_seen == float("inf") else peer.last_seen}
+    if line_factory is not None and peer.door == "line":
+        node = line_factory.node_by_peer_id.get(peer.peer_id)
+        if node is not None:
+            out["node"] = node.node_id
+            out["region"] = node.region
+    return out
+
+
+def swarm_json(swarm: Swarm) -> Dict[str, Any]:
+    return {"info_hash": swarm.info_hash.hex(), "seeders": len(swarm.seeders),
+            "leechers": len(swarm.leechers), "peers": len(swarm.peers),
+            "completed": swarm.completed, "first_seen": swarm.first_seen,
+            "name": swarm.name, "size": swarm.size}
+
+
+class ApiResource(Resource):
+    """/api/...: a small router over (method, path) to handler methods."""
+
+    isLeaf = True
+
+    def __init__(self, context: AdminContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def render(self, request: Request) -> bytes:
+        path = [p.decode("utf-8", "replace") for p in request.postpath if p]
+        method = request.method.decode()
+        try:
+            handler, args = self._route(method, path)
+            body = handler(request, *args)
+            status = 200
+        except AdminError as error:
+            status, body = error.status, {"error": error.message}
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", JSON)
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(body, sort_keys=True).encode() + b"\n"
+
+    def _route(self, method: str, path: List[str]) -> Tuple[Callable, tuple]:
+        if not path:
+            raise AdminError(404, "see the README for the admin API's paths")
+        head, rest = path[0], path[1:]
+        routes = {
+            ("GET", "health"): self.health, ("GET", "status"): self.status,
+            ("GET", "swarms"): self.swarms, ("GET", "nodes"): self.nodes,
+            ("GET", "content"): self.content, ("GET", "totals"): self.series,
+            ("GET", "mode"): self.get_mode, ("PUT", "mode"): self.set_mode,
+            ("GET", "bans"): self.list_bans, ("POST", "bans"): self.add_ban,
+            ("DELETE", "bans"): self.remove_ban,
+            ("GET", "tokens"): self.list_tokens, ("POST", "tokens"): self.add_token,
+            ("DELETE", "tokens"): self.remove_token,
+            ("GET", "access"): self.list_access, ("POST", "access"): self.add_access,
+            ("DELETE", "access"): self.remove_access,
+        }
+        if head == "swarms" and len(rest) == 1 and method == "GET":
+            return self.swarm, (rest[0],)
+        if head == "access" and len(rest) == 1:
+            handler = routes.get((method, "access"))
+            if handler is not None:
+                return handler, (rest[0],)
+        if rest and head != "access":
+            raise AdminError(404, "no such path")
+        handler = routes.get((method, head))
+        if handler is None:
+            known = {name for (_, name) in routes}
+            raise AdminError(405 if head in known else 404,
+                             "method not allowed" if head in known else "no such path")
+        return handler, ()
+
+    # -- helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def _arg(request: Request, name: str, default: Optional[str] = None) -> Optional[str]:
+        values = request.args.get(name.encode())
+        return values[0].decode("utf-8", "replace") if values else default
+
+    def _int_arg(self, request: Request, name: str, default: int, high: int) -> int:
+        value = self._arg(request, name)
+        if value is None:
+            return default
+        if not value.isdigit() or int(value) > high:
+            raise AdminError(400, "%s must be a whole number up to %d" % (name, high))
+        return int(value)
+
+    @staticmethod
+    def _body(request: Request) -> Dict[str, Any]:
+        raw = request.content.read() if request.content is not None else b""
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise AdminError(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        return body
+
+    # -- reading --------------------------------------------------------------------
+
+    def health(self, request: Request) -> Dict[str, Any]:
+        return {"status": "ok"}
+
+    def status(self, request: Request) -> Dict[str, Any]:
+        context = self.context
+        core = context.core
+        out: Dict[str, Any] = dict(core.totals())
+        out.update({
+            "uptime_s": round(context.clock.seconds() - context.started_at, 3),
+            "announces": dict(core.stats.announces), "scrapes": dict(core.stats.scrapes),
+            "failures": dict(core.stats.failures), "expired_peers": core.stats.expired_peers,
+            "access_mode": core.access.mode,
+            "interval_s": core.settings.interval_s,
+        })
+        line = context.line_factory
+        out["line"] = None if line is None else {
+            "connections": len(line.connections), "nodes": len(line.nodes),
+            "connected_nodes": line.connected_nodes()}
+        persistence = context.persistence
+        if persistence is not None:
+            stats = persistence.stats
+            out["persistence"] = {
+                "path": persistence.store.path, "flushes": stats.flushes,
+                "failures": stats.failures, "rows": stats.rows, "backlog": persistence.backlog,
+                "last_flush_s": stats.last_duration_s, "restore_s": stats.restore_s}
+        else:
+            out["persistence"] = None
+        return out
+
+    def swarms(self, request: Request) -> Dict[str, Any]:
+        sort = self._arg(request, "sort", "peers")
+        if sort not in SORT_KEYS:
+            raise AdminError(400, "sort must be one of: " + ", ".join(sorted(SORT_KEYS)))
+        order = self._arg(request, "order", "desc")
+        if order not in ("asc", "desc"):
+            raise AdminError(400, "order must be asc or desc")
+        limit = self._int_arg(request, "limit", 50, MAX_PAGE)
+        offset = self._int_arg(request, "offset", 0, 10 ** 9)
+        swarms = sorted(self.context.core.swarms.values(), key=SORT_KEYS[sort],
+                        reverse=order == "desc")
+        return {"total": len(swarms), "offset": offset, "limit": limit, "sort": sort,
+                "order": order, "swarms": [swarm_json(s) for s in swarms[offset:offset + limit]]}
+
+    def swarm(self, request: Request, text: str) -> Dict[str, Any]:
+        swarm = self.context.core.swarms.get(parse_hash(text))
+        if swarm is None:
+            raise AdminError(404, "no such swarm")
+        out = swarm_json(swarm)
+        limit = self._int_arg(request, "limit", 200, 100_000)
+        out["peer_list"] = [peer_json(p, self.context.line_factory)
+                            for p in list(swarm.peers.values())[:limit]]
+        return out
+
+    def nodes(self, request: Request) -> Dict[str, Any]:
+        line = self.context.line_factory
+        sessions = [] if line is None else sorted(line.nodes.values(), key=lambda s: s.node_id)
+        return {"nodes": [{"node": s.node_id, "ip": s.ip, "port": s.port, "region": s.region,
+                           "connected": s.connection is not None, "entries": len(s.entries)}
+                          for s in sessions]}
+
+    def content(self, request: Request) -> Dict[str, Any]:
+        limit = self._int_arg(request, "limit", 100, MAX_PAGE)
+        offset = self._int_arg(request, "offset", 0, 10 ** 9)
+        described = sorted((s for s in self.context.core.swarms.values()
+                            if s.name is not None or s.size is not None or s.completed),
+                           key=lambda s: s.first_seen)
+        return {"total": len(described),
+                "content": [swarm_json(s) for s in described[offset:offset + limit]]}
+
+    def series(self, request: Request) -> Dict[str, Any]:
+        minutes = self._int_arg(request, "minutes", 6 * 60, 24 * 60)
+        totals = self.context.totals
+        since = int(self.context.clock.seconds() // 60) - minutes
+        return {"minutes": minutes, "series": [] if totals is None else totals.series(since)}
+
+    # -- steering --------------------------------------------------------------------
+
+    def get_mode(self, request: Request) -> Dict[str, Any]:
+        return {"mode": self.context.core.access.mode}
+
+    def set_mode(self, request: Request) -> Dict[str, Any]:
+        mode = self._body(request).get("mode")
+        if mode not in (MODE_OPEN, MODE_ALLOW):
+            raise AdminError(400, "mode must be 'open' or 'allow'")
+        core = self.context.core
+        core.access.set_mode(mode)
+        self.context.record("INSERT OR REPLACE INTO settings (key, value) VALUES ('access_mode', ?)",
+                            (mode,))
+        dropped = 0
+        if mode == MODE_ALLOW:  # content that is no longer allowed leaves at once
+            for info_hash in [h for h in core.swarms if h not in core.access.allowed]:
+                dropped += core.drop_swarm(info_hash)
+        return {"mode": mode, "peers_dropped": dropped}
+
+    def list_access(self, request: Request, list_name: str) -> Dict[str, Any]:
+        target = self._access_list(list_name)
+        return {"list": list_name, "info_hashes": sorted(h.hex() for h in target)}
+
+    def _access_list(self, list_name: str):
+        access = self.context.core.access
+        if list_name == "allow":
+            return access.allowed
+        if list_name == "deny":
+            return access.denied
+        raise AdminError(404, "the access lists are allow and deny")
+
+    def add_access(self, request: Request, list_name: str) -> Dict[str, Any]:
+        self._access_list(list_name)
+        body = self._body(request)
+        info_hash = parse_hash(str(body.get("info_hash", "")))
+        note = body.get("note")
+        core = self.context.core
+        added = core.access.add(list_name, info_hash)
+        self.context.record("INSERT OR REPLACE INTO access_list (list, info_hash, note, added_at) "
+                            "VALUES (?, ?, ?, ?)", (list_name, info_hash, note, time.time()))
+        # Refused content leaves its swarm at once.
+        dropped = core.drop_swarm(info_hash) if list_name == "deny" else 0
+        return {"list": list_name, "info_hash": info_hash.hex(), "added": added,
+                "peers_dropped": dropped}
+
+    def remove_access(self, request: Request, list_name: str) -> Dict[str, Any]:
+        self._access_list(list_name)
+        info_hash = parse_hash(self._arg(request, "info_hash", "") or "")
+        core = self.context.core
+        if not core.access.remove(list_name, info_hash):
+            raise AdminError(404, "%s is not on the %s list" % (info_hash.hex(), list_name))
+        self.context.record("DELETE FROM access_list WHERE list = ? AND info_hash = ?",
+                            (list_name, info_hash))
+        dropped = 0
+        if list_name == "allow" and core.access.mode == MODE_ALLOW:
+            dropped = core.drop_swarm(info_hash)
+        return {"list": list_name, "info_hash": info_hash.hex(), "removed": True,
+                "peers_dropped": dropped}
+
+    def list_bans(self, request: Request) -> Dict[str, Any]:
+        return {"bans": sorted(self.context.core.access.bans)}
+
+    def add_ban(self, request: Request) -> Dict[str, Any]:
+        body = self._body(request)
+        try:
+            cidr = self.context.core.access.ban(str(body.get("cidr", "")))
+        except ValueError:
+            raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
+        self.context.record("INSERT OR REPLACE INTO bans (cidr, note, added_at) VALUES (?, ?, ?)",
+                            (cidr, body.get("note"), time.time()))
+        return {"cidr": cidr, "banned": True}
+
+    def remove_ban(self, request: Request) -> Dict[str, Any]:
+        try:
+            cidr = str(ipaddress.ip_network(self._arg(request, "cidr", "") or "", strict=False))
+            removed = self.context.core.access.unban(cidr)
+        except ValueError:
+            raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
+        if not removed:
+            raise AdminError(404, "%s is not banned" % cidr)
+        self.context.record("DELETE FROM bans WHERE cidr = ?", (cidr,))
+        return {"cidr": cidr, "removed": True}
+
+    def list_tokens(self, request: Request) -> Dict[str, Any]:
+        # Secrets are not shown again: only which nodes have one.
+        return {"nodes": sorted(self.context.core.access.node_tokens)}
+
+    def add_token(self, request: Request) -> Dict[str, Any]:
+        from tracker.doors.line import NODE_ID
+        body = self._body(request)
+        node = str(body.get("node", ""))
+        if not NODE_ID.match(node):
+            raise AdminError(400, "node must be 1-64 letters, digits, '.', '_' or '-'")
+        token = body.get("token") or secrets.token_urlsafe(24)
+        if not isinstance(token, str) or len(token) > 256 or " " in token:
+            raise AdminError(400, "token must be text without spaces, at most 256 characters")
+        self.context.core.access.node_tokens[node] = token
+        self.context.record("INSERT OR REPLACE INTO node_tokens (node_id, token, created_at) "
+                            "VALUES (?, ?, ?)", (node, token, time.time()))
+        return {"node": node, "token": token}
+
+    def remove_token(self, request: Request) -> Dict[str, Any]:
+        node = self._arg(request, "node", "") or ""
+        if self.context.core.access.node_tokens.pop(node, None) is None:
+            raise AdminError(404, "node %s has no token" % node)
+        self.context.record("DELETE FROM node_tokens WHERE node_id = ?", (node,))
+        return {"node": node, "removed": True}
+
+
+class Unauthorized(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(401)
+        request.setHeader(b"content-type", JSON)
+        request.setHeader(b"www-authenticate", b'Bearer realm="tracker-admin"')
+        return b'{"error": "a valid admin token is needed"}\n'
+
+
+class AdminRoot(Resource):
+    """Checks the token, then serves /api, /metrics and the status page at /."""
+
+    def __init__(self, context: AdminContext, metrics: Resource, page: Resource) -> None:
+        super().__init__()
+        self.context = context
+        self.api = ApiResource(context)
+        self.metrics = metrics
+        self.page = page
+
+    def authorised(self, request: Request) -> bool:
+        token = self.context.token
+        if not token:
+            return True
+        header = request.getHeader(b"authorization") or ""
+        given = header[7:] if header.startswith("Bearer ") else None
+        if given is None:
+            values = request.args.get(b"token")
+            given = values[0].decode("utf-8", "replace") if values else ""
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if not self.authorised(request):
+            return Unauthorized()
+        if path == b"api":
+            return self.api
+        if path == b"metrics":
+            return self.metrics
+        if path == b"":
+            return self.page
+        return _NotFound()
+
+    def render(self, request: Request) -> bytes:
+        if not self.authorised(request):
+            return Unauthorized().render(request)
+        return self.page.render(request)
+
+
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", JSON)
+        return b'{"error": "no such path"}\n'
