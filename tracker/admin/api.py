@@ -14,12 +14,14 @@ import secrets
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.swarm import PeerRecord
 
+log = Logger()
 JSON = b"application/json"
 SORT_KEYS: Dict[str, Callable[[Swarm], Any]] = {
     "peers": lambda s: len(s.peers),
@@ -105,6 +107,9 @@ class ApiResource(Resource):
             status = 200
         except AdminError as error:
             status, body = error.status, {"error": error.message}
+        except Exception:
+            log.failure("admin API error on {method} {path}", method=method, path="/".join(path))
+            status, body = 500, {"error": "internal error (logged)"}
         request.setResponseCode(status)
         request.setHeader(b"content-type", JSON)
         request.setHeader(b"cache-control", b"no-store")
@@ -379,7 +384,7 @@ class AdminRoot(Resource):
         token = self.context.token
         if not token:
             return True
-        header = request.getHeader(b"authorization") or ""
+        header = (request.getHeader(b"authorization") or b"").decode("utf-8", "replace")
         given = header[7:] if header.startswith("Bearer ") else None
         if given is None:
             values = request.args.get(b"token")

@@ -17,7 +17,7 @@ PeerKey = Tuple[bytes, bytes]  # (info_hash, peer_id)
 class ChangeBatch:
     """One flush worth of changes."""
 
-    __slots__ = ("peers", "removed", "content", "completions", "totals", "statements")
+    __slots__ = ("peers", "removed", "content", "completions", "totals", "statements", "nodes")
 
     def __init__(self) -> None:
         self.peers: Dict[PeerKey, PeerRecord] = {}
@@ -28,10 +28,12 @@ class ChangeBatch:
         self.totals: List[Tuple[int, int, int, int, int, int]] = []
         # Rare changes (access lists, tokens, settings) as (SQL, parameters).
         self.statements: List[Tuple[str, tuple]] = []
+        # CDN nodes seen: node id -> (ip, port, region, seen at)
+        self.nodes: Dict[str, Tuple[str, int, object, float]] = {}
 
     def __len__(self) -> int:
         return (len(self.peers) + len(self.removed) + len(self.content) + len(self.completions)
-                + len(self.totals) + len(self.statements))
+                + len(self.totals) + len(self.statements) + len(self.nodes))
 
 
 class ChangeLog:
@@ -66,6 +68,9 @@ class ChangeLog:
     def totals(self, row: Tuple[int, int, int, int, int, int]) -> None:
         self._batch.totals.append(row)
 
+    def node_seen(self, node_id: str, ip: str, port: int, region, now: float) -> None:
+        self._batch.nodes[node_id] = (ip, port, region, now)
+
     def statement(self, sql: str, parameters: tuple) -> None:
         self._batch.statements.append((sql, parameters))
 
@@ -88,3 +93,5 @@ class ChangeLog:
         current.completions[:0] = batch.completions
         current.totals[:0] = batch.totals
         current.statements[:0] = batch.statements
+        for node_id, row in batch.nodes.items():
+            current.nodes.setdefault(node_id, row)

@@ -250,8 +250,8 @@ class LineTrackerProtocol(LineReceiver):
         if name is not None and len(name) > 1024:
             raise LineError(400, "name is longer than 1024 characters")
         factory = self.factory
+        factory.set_entry(self.session, info_hash, left=0)  # refused content raises here
         factory.core.describe(info_hash, name, size, factory.clock.seconds())
-        factory.set_entry(self.session, info_hash, left=0)
         self.send("OK HAVE %s" % info_hash.hex())
 
     def do_want(self, args: List[str]) -> None:
@@ -401,12 +401,16 @@ class LineTrackerFactory(Factory):
                     self._announce(session, info_hash, left, completed=False)
                 self.core.pin(info_hash, session.peer_id, FOREVER)
         session.connection = connection
+        if self.core.changes is not None:
+            self.core.changes.node_seen(node_id, ip, port, region, self.clock.seconds())
         return session, len(session.entries)
 
     def detach(self, session: NodeSession) -> None:
         """The node's connection closed: keep its entries for the grace period."""
         session.connection = None
         now = self.clock.seconds()
+        if self.core.changes is not None:
+            self.core.changes.node_seen(session.node_id, session.ip, session.port, session.region, now)
         for info_hash in session.entries:
             self.core.pin(info_hash, session.peer_id, now)
         session.grace = self.clock.callLater(self.settings.grace_s, self._grace_over, session)

@@ -21,6 +21,10 @@ _UPSERT_CONTENT = (
     "ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed, "
     "name = coalesce(excluded.name, content.name), size = coalesce(excluded.size, content.size)")
 _INSERT_COMPLETION = "INSERT OR IGNORE INTO completions (info_hash, peer_id, completed_at) VALUES (?, ?, ?)"
+_UPSERT_NODE = (
+    "INSERT INTO nodes (node_id, ip, port, region, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (node_id) DO UPDATE SET ip = excluded.ip, port = excluded.port, "
+    "region = excluded.region, last_seen = excluded.last_seen")
 _UPSERT_TOTALS = ("INSERT OR REPLACE INTO totals (minute, swarms, peers, seeders, leechers, announces) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -60,6 +64,10 @@ class SQLiteStore:
                 conn.executemany(_INSERT_COMPLETION, batch.completions)
             if batch.totals:
                 conn.executemany(_UPSERT_TOTALS, batch.totals)
+            if batch.nodes:
+                conn.executemany(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
+                                                for node_id, (ip, port, region, seen)
+                                                in batch.nodes.items()])
             for sql, parameters in batch.statements:
                 conn.execute(sql, parameters)
             conn.execute("COMMIT")
@@ -67,7 +75,7 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         return (len(peers) + len(content) + len(batch.removed) + len(batch.completions)
-                + len(batch.totals) + len(batch.statements))
+                + len(batch.totals) + len(batch.statements) + len(batch.nodes))
 
     def restore(self, core: TrackerCore, now: float) -> RestoreReport:
         """Rebuild swarms from live peers (time to live not run out) and the

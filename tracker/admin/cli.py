@@ -1,0 +1,319 @@
+"""`tracker-admin`: watch and steer a tracker from the command line.
+
+It talks to the live admin API (`--admin-url`, default http://127.0.0.1:6971),
+or, with `--db PATH`, reads a stopped tracker's SQLite file (read-only).
+
+    tracker-admin status
+    tracker-admin swarms --top 10 --sort seeders
+    tracker-admin swarm 8d3f0c2a9b6e4f1d7c5a3b2e1f0d9c8b7a6e5f4d
+    tracker-admin nodes | content
+    tracker-admin deny add HASH [--note TEXT] | deny remove HASH | deny list
+    tracker-admin allow add|remove|list ...      tracker-admin mode [open|allow]
+    tracker-admin ban add 192.0.2.0/24 | ban remove CIDR | ban list
+    tracker-admin tokens add NODE [TOKEN] | tokens remove NODE | tokens list
+
+Exit status: 0 done, 1 refused or not found (the tracker said why), 2 usage
+error, tracker unreachable, or database missing. `--json` prints the raw data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence
+
+DEFAULT_URL = "http://127.0.0.1:6971"
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- talking to a running tracker ------------------------------------------------------
+
+
+class LiveTracker:
+    def __init__(self, url: str, token: Optional[str], timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def call(self, method: str, path: str, query: Optional[Dict[str, Any]] = None,
+             body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        url = self.url + "/api/" + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error", e.reason)
+            except ValueError:
+                message = e.reason
+            if e.code == 401:
+                raise CliError("the tracker refused the admin token (use --token or $TRACKER_ADMIN_TOKEN)")
+            raise CliError("tracker says: %s" % message, EXIT_REFUSED if e.code < 500 else EXIT_ERROR)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise CliError("cannot reach the tracker at %s: %s (is it running? for a stopped "
+                           "tracker use --db PATH)" % (self.url, reason))
+
+
+# -- reading a stopped tracker's database ----------------------------------------------
+
+
+class StoppedTracker:
+    """Answers the read-only commands from the SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise CliError("database %s does not exist" % path)
+        try:
+            self.conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(path), uri=True)
+            self.conn.execute("SELECT version FROM schema_version").fetchall()
+        except sqlite3.Error as e:
+            raise CliError("cannot read database %s: %s" % (path, e))
+        self.path = path
+
+    def rows(self, sql: str, *args) -> List[tuple]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def call(self, method: str, path: str, query: Optional[Dict[str, Any]] = None,
+             body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        if method != "GET":
+            raise CliError("the database is read-only here: changes need the running tracker's "
+                           "admin API (--admin-url)")
+        query = query or {}
+        head, _, rest = path.partition("/")
+        if head == "status":
+            (swarms, peers, seeders), = self.rows(
+                "SELECT count(DISTINCT info_hash), count(*), coalesce(sum(left_bytes = 0), 0) FROM peers")
+            mode = self.rows("SELECT value FROM settings WHERE key = 'access_mode'")
+            return {"swarms": swarms, "peers": peers, "seeders": seeders, "leechers": peers - seeders,
+                    "access_mode": mode[0][0] if mode else "open", "database": self.path,
+                    "running": False}
+        if head == "swarms" and rest:
+            info_hash = bytes.fromhex(rest)
+            content = self.rows("SELECT completed, name, size, first_seen FROM content "
+                                "WHERE info_hash = ?", info_hash)
+            peers = self.rows("SELECT peer_id, ip, port, left_bytes, door, last_seen FROM peers "
+                              "WHERE info_hash = ?", info_hash)
+            if not content and not peers:
+                raise CliError("tracker says: no such swarm", EXIT_REFUSED)
+            completed, name, size, first_seen = content[0] if content else (0, None, None, None)
+            return {"info_hash": rest, "completed": completed, "name": name, "size": size,
+                    "first_seen": first_seen, "peers": len(peers),
+                    "seeders": sum(1 for p in peers if p[3] == 0),
+                    "leechers": sum(1 for p in peers if p[3] != 0),
+                    "peer_list": [{"peer_id": p[0].hex(), "ip": p[1], "port": p[2], "left": p[3],
+                                   "door": p[4], "seeder": p[3] == 0, "last_seen": p[5]}
+                                  for p in peers]}
+        if head == "swarms":
+            sort = query.get("sort", "peers")
+            column = {"peers": "peers", "seeders": "seeders", "leechers": "leechers",
+                      "completed": "completed", "first_seen": "first_seen"}.get(sort)
+            if column is None:
+                raise CliError("tracker says: unknown sort %r" % sort, EXIT_REFUSED)
+            rows = self.rows(
+                "SELECT c.info_hash, count(p.peer_id) AS peers, "
+                "coalesce(sum(p.left_bytes = 0), 0) AS seeders, "
+                "coalesce(sum(p.left_bytes != 0), 0) AS leechers, c.completed, c.first_seen, "
+                "c.name, c.size FROM content c LEFT JOIN peers p ON p.info_hash = c.info_hash "
+                "GROUP BY c.info_hash ORDER BY %s DESC LIMIT ?" % column, int(query.get("limit", 50)))
+            return {"swarms": [{"info_hash": r[0].hex(), "peers": r[1], "seeders": r[2],
+                                "leechers": r[3], "completed": r[4], "first_seen": r[5],
+                                "name": r[6], "size": r[7]} for r in rows]}
+        if head == "nodes":
+            return {"nodes": [{"node": r[0], "ip": r[1], "port": r[2], "region": r[3],
+                               "connected": False, "last_seen": r[4]}
+                              for r in self.rows("SELECT node_id, ip, port, region, last_seen "
+                                                 "FROM nodes ORDER BY node_id")]}
+        if head == "content":
+            return {"content": [{"info_hash": r[0].hex(), "completed": r[1], "name": r[2],
+                                 "size": r[3], "first_seen": r[4]} for r in self.rows(
+                "SELECT info_hash, completed, name, size, first_seen FROM content "
+                "ORDER BY first_seen LIMIT ?", int(query.get("limit", 100)))]}
+        if head == "access":
+            return {"list": rest, "info_hashes": sorted(r[0].hex() for r in self.rows(
+                "SELECT info_hash FROM access_list WHERE list = ?", rest))}
+        if head == "bans":
+            return {"bans": [r[0] for r in self.rows("SELECT cidr FROM bans ORDER BY cidr")]}
+        if head == "tokens":
+            return {"nodes": [r[0] for r in self.rows("SELECT node_id FROM node_tokens ORDER BY node_id")]}
+        if head == "mode":
+            mode = self.rows("SELECT value FROM settings WHERE key = 'access_mode'")
+            return {"mode": mode[0][0] if mode else "open"}
+        raise CliError("not available from the database: %s" % path)
+
+
+# -- printing ---------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
+    """Aligned columns for people: numbers right, text left."""
+    if not rows:
+        return "(none)"
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows)
+               for c in columns]
+
+    def fmt(values):
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([fmt([c.upper() for c in columns])] + [fmt(r) for r in cells])
+
+
+def show(data: Dict[str, Any], args: argparse.Namespace, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, tracker) -> int:
+    command = args.command
+    if command == "status":
+        data = tracker.call("GET", "status")
+        lines = ["%-12s %s" % (k, data[k]) for k in ("swarms", "peers", "seeders", "leechers")
+                 if k in data]
+        lines.append("%-12s %s" % ("access", data.get("access_mode")))
+        if data.get("running") is False:
+            lines.append("%-12s stopped (read from %s)" % ("tracker", data["database"]))
+        else:
+            lines.append("%-12s %s" % ("announces", sum(data.get("announces", {}).values())))
+            lines.append("%-12s %.0f s" % ("uptime", data.get("uptime_s", 0)))
+            if data.get("line"):
+                lines.append("%-12s %s connected" % ("nodes", data["line"]["connected_nodes"]))
+            if data.get("persistence"):
+                p = data["persistence"]
+                lines.append("%-12s %s (backlog %s, %s flushes)" % ("database", p["path"], p["backlog"],
+                                                                    p["flushes"]))
+        show(data, args, "\n".join(lines))
+    elif command == "swarms":
+        data = tracker.call("GET", "swarms", {"sort": args.sort, "limit": args.top})
+        show(data, args, table(data["swarms"], ("info_hash", "seeders", "leechers", "completed", "name")))
+    elif command == "swarm":
+        data = tracker.call("GET", "swarms/" + args.info_hash.lower())
+        head = "%s  seeders %s  leechers %s  completed %s%s" % (
+            data["info_hash"], data["seeders"], data["leechers"], data["completed"],
+            "  name " + data["name"] if data.get("name") else "")
+        show(data, args, head + "\n" + table(data["peer_list"], ("ip", "port", "door", "left", "node")))
+    elif command == "nodes":
+        data = tracker.call("GET", "nodes")
+        show(data, args, table(data["nodes"], ("node", "ip", "port", "region", "connected", "entries")))
+    elif command == "content":
+        data = tracker.call("GET", "content", {"limit": args.limit})
+        show(data, args, table(data["content"], ("info_hash", "name", "size", "completed")))
+    elif command in ("allow", "deny"):
+        if args.action == "list":
+            data = tracker.call("GET", "access/" + command)
+            show(data, args, "\n".join(data["info_hashes"]) or "(none)")
+        elif args.action == "add":
+            data = tracker.call("POST", "access/" + command,
+                                body={"info_hash": args.value.lower(), "note": args.note})
+            show(data, args, "%s: %s added%s" % (command, data["info_hash"],
+                 " (%d peers dropped)" % data["peers_dropped"] if data.get("peers_dropped") else ""))
+        else:
+            data = tracker.call("DELETE", "access/" + command, {"info_hash": args.value.lower()})
+            show(data, args, "%s: %s removed" % (command, data["info_hash"]))
+    elif command == "ban":
+        if args.action == "list":
+            data = tracker.call("GET", "bans")
+            show(data, args, "\n".join(data["bans"]) or "(none)")
+        elif args.action == "add":
+            data = tracker.call("POST", "bans", body={"cidr": args.value, "note": args.note})
+            show(data, args, "banned %s" % data["cidr"])
+        else:
+            data = tracker.call("DELETE", "bans", {"cidr": args.value})
+            show(data, args, "unbanned %s" % data["cidr"])
+    elif command == "tokens":
+        if args.action == "list":
+            data = tracker.call("GET", "tokens")
+            show(data, args, "\n".join(data["nodes"]) or "(none)")
+        elif args.action == "add":
+            data = tracker.call("POST", "tokens", body={"node": args.node, "token": args.secret})
+            show(data, args, "node %s token %s" % (data["node"], data["token"]))
+        else:
+            data = tracker.call("DELETE", "tokens", {"node": args.node})
+            show(data, args, "node %s: token removed" % data["node"])
+    elif command == "mode":
+        data = (tracker.call("PUT", "mode", body={"mode": args.mode}) if args.mode
+                else tracker.call("GET", "mode"))
+        show(data, args, "mode %s" % data["mode"])
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tracker-admin", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  epilog=__doc__.split("\n\n", 1)[1])
+    top.add_argument("--admin-url", default=os.environ.get("TRACKER_ADMIN_URL", DEFAULT_URL))
+    top.add_argument("--token", dest="admin_token", default=os.environ.get("TRACKER_ADMIN_TOKEN"),
+                     help="admin token (default $TRACKER_ADMIN_TOKEN)")
+    top.add_argument("--db", metavar="PATH", help="read a stopped tracker's database instead")
+    top.add_argument("--json", action="store_true", help="print JSON for scripts")
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="figures at a glance")
+    swarms = commands.add_parser("swarms", help="the biggest swarms")
+    swarms.add_argument("--top", type=int, default=20)
+    swarms.add_argument("--sort", default="peers",
+                        choices=["peers", "seeders", "leechers", "completed", "first_seen"])
+    swarm = commands.add_parser("swarm", help="one swarm and its peers")
+    swarm.add_argument("info_hash")
+    commands.add_parser("nodes", help="CDN nodes")
+    content = commands.add_parser("content", help="content with names, sizes or completions")
+    content.add_argument("--limit", type=int, default=100)
+    for name in ("allow", "deny"):
+        sub = commands.add_parser(name, help="the %s list of info hashes" % name)
+        sub.add_argument("action", choices=["list", "add", "remove"])
+        sub.add_argument("value", nargs="?", metavar="INFO_HASH")
+        sub.add_argument("--note")
+    ban = commands.add_parser("ban", help="banned address ranges")
+    ban.add_argument("action", choices=["list", "add", "remove"])
+    ban.add_argument("value", nargs="?", metavar="CIDR")
+    ban.add_argument("--note")
+    tokens = commands.add_parser("tokens", help="line-protocol node tokens")
+    tokens.add_argument("action", choices=["list", "add", "remove"])
+    tokens.add_argument("node", nargs="?")
+    tokens.add_argument("secret", nargs="?", help="(add) the secret; generated when left out")
+    mode = commands.add_parser("mode", help="show or set the access mode")
+    mode.add_argument("mode", nargs="?", choices=["open", "allow"])
+    return top
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    needs_value = args.command in ("allow", "deny", "ban") and args.action != "list"
+    if needs_value and not args.value:
+        print("tracker-admin: %s %s needs a value" % (args.command, args.action), file=sys.stderr)
+        return EXIT_ERROR
+    if args.command == "tokens" and args.action != "list" and not args.node:
+        print("tracker-admin: tokens %s needs a node id" % args.action, file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        tracker = StoppedTracker(args.db) if args.db else LiveTracker(args.admin_url, args.admin_token)
+        return run(args, tracker)
+    except CliError as e:
+        print("tracker-admin: %s" % e, file=sys.stderr)
+        return e.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
