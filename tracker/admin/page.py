@@ -58,7 +58,7 @@ async function refresh() {
     if (series.length) { line(svg, series, "peers", max, "peers"); line(svg, series, "announces", max, "announces"); }
     const label = document.createElementNS("http://www.w3.org/2000/svg", "text");
     label.setAttribute("x", "14"); label.setAttribute("y", "16"); label.setAttribute("font-size", "12");
-    label.textContent = series.length ? "top: " + max + " \u00b7 last " + series.length + " minutes" : "no history yet";
+    label.textContent = series.length ? "top: " + max + " - last " + series.length + " minutes" : "no history yet";
     svg.appendChild(label);
     svg.setAttribute("data-points", String(series.length));
     document.getElementById("error").textContent = "";
