@@ -13,6 +13,10 @@ peer announced once), then drives it with wrk pinned to the other core:
 - line-protocol commands (PEERS, SCRAPE, PING of population torrents) over
   8 connections with 64 commands in flight each.
 
+When Debian's `opentracker` is installed it runs on the same population (its
+own config file and whitelist, same pinning) and every row shows the ratio to
+it, both in requests per second and per second of server CPU.
+
 Optional extra measurements: `--without-db` (each runtime again with
 persistence off), `--flush-latency` (announce latency while one flush of
 100,000 changed peers runs), `--fanout` (push fan-out to 1,000 subscribers),
@@ -237,22 +241,82 @@ def http_get_many(port: int, paths: List[str], pipeline: int = 200) -> List[byte
     return bodies
 
 
-def fill(port: int, torrents: int, peers: int) -> None:
-    """Announce every peer of the population once, and check the tracker took them."""
-    paths = [announce_path(t, p, numwant=0) for t in range(torrents) for p in range(peers)]
-    bodies = http_get_many(port, paths)
-    failures = [b for b in bodies if b"failure reason" in b]
-    if failures:
-        raise RuntimeError("the tracker refused the population: %r" % failures[0])
-    # One full announce: a leecher must get numwant (or the whole swarm) peers back.
+def fill(server, torrents: int, peers: int, loader: Optional[Path] = None) -> None:
+    """Announce every peer of the population once, and check the server took them.
+
+    With `loader` (the built udp_load) the announces go over UDP, fast and the
+    same for every server; otherwise over HTTP, pipelined."""
+    port = server.port
+    if loader is not None:
+        hashes = loader.parent / ("fill-%d.bin" % torrents)
+        if not hashes.exists():
+            hashes.write_bytes(b"".join(torrent_hash(t) for t in range(torrents)))
+        figures = run_udp_load(loader, server.udp_port, hashes, peers, 1800, window=256, fill=True)
+        if figures["requests"] != torrents * peers or figures["errors"]:
+            raise RuntimeError("filling over UDP: %d of %d announces answered, %d errors"
+                               % (figures["requests"], torrents * peers, figures["errors"]))
+    else:
+        for first in range(0, torrents, 1000):  # in slices: a million peers fit in memory here
+            paths = [announce_path(t, p, numwant=0)
+                     for t in range(first, min(first + 1000, torrents)) for p in range(peers)]
+            bodies = http_get_many(port, paths)
+            failures = [b for b in bodies if b"failure reason" in b]
+            if failures:
+                raise RuntimeError("the tracker refused the population: %r" % failures[0])
+    # One full announce: a leecher must get numwant (or the whole swarm) peers back
+    # (opentracker may include the requester itself).
     body = http_get_many(port, [announce_path(0, 1)])[0]
-    expected = min(50, peers - 1) * 6
-    marker = b"5:peers%d:" % expected
-    if marker not in body:
+    match = re.search(rb"5:peers(\d+):", body)
+    if not match or int(match.group(1)) < min(50, peers - 1) * 6:
         raise RuntimeError("unexpected announce reply after filling: %r" % body[:200])
 
 
 # -- running wrk ------------------------------------------------------------------------
+
+
+class OpenTracker:
+    """opentracker (Debian's package), the C reference, on the same population.
+
+    Debian builds it to track whitelisted hashes only; the whitelist is read
+    relative to its root directory, so each run gets a directory of its own."""
+
+    def __init__(self, workdir: Path, torrents: int) -> None:
+        self.port = self.udp_port = free_port()
+        root = workdir / ("opentracker-%d" % self.port)
+        root.mkdir()
+        (root / "whitelist.txt").write_text(
+            "".join(torrent_hash(t).hex() + "\n" for t in range(torrents)))
+        (root / "opentracker.conf").write_text(
+            "listen.tcp_udp 127.0.0.1:%d\naccess.whitelist whitelist.txt\ntracker.rootdir %s\n"
+            % (self.port, root))
+        self.log = open(root / "log", "wb")
+        command = ["opentracker", "-f", str(root / "opentracker.conf")]
+        if shutil.which("taskset"):
+            command = ["taskset", "-c", SERVER_CORE] + command
+        self.process = subprocess.Popen(command, cwd=str(root), stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("opentracker did not start")
+                time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        return ""
 
 
 def run_wrk(port: int, script: Path, duration_s: int, connections: int,
@@ -281,9 +345,9 @@ def build_udp_load(workdir: Path) -> Path:
 
 
 def run_udp_load(binary: Path, port: int, hashes_file: Path, peers: int, duration_s: int,
-                 window: int = UDP_WINDOW) -> Dict[str, float]:
+                 window: int = UDP_WINDOW, fill: bool = False) -> Dict[str, float]:
     command = [str(binary), "127.0.0.1", str(port), str(duration_s), str(hashes_file), str(peers),
-               str(window)]
+               str(window)] + (["fill"] if fill else [])
     if shutil.which("taskset"):
         command = ["taskset", "-c", LOAD_CORE] + command
     result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
@@ -415,6 +479,59 @@ def measure_fanout(python: str, workdir: Path, subscribers: int = FANOUT_SUBSCRI
             "median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
 
 
+def measure_memory(start, torrents: int, peers: int, loader: Path) -> Dict[str, float]:
+    """Resident bytes per peer: RSS after filling minus RSS before, over the peers."""
+    server = start()
+    try:
+        before = process_rss_bytes(server.pid)
+        fill(server, torrents, peers, loader)
+        after = process_rss_bytes(server.pid)
+    finally:
+        server.stop()
+    count = torrents * peers
+    return {"peers": count, "torrents": torrents, "rss_before": before, "rss_after": after,
+            "bytes_per_peer": (after - before) / count}
+
+
+def memory_markdown(results: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| server | peers | torrents | resident MiB before / after | bytes per peer |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append("| %s | %d | %d | %.0f / %.0f | %.0f |" % (
+            name, r["peers"], r["torrents"], r["rss_before"] / 2 ** 20, r["rss_after"] / 2 ** 20,
+            r["bytes_per_peer"]))
+    return "\n".join(lines)
+
+
+def write_chart(results: Dict[str, Dict[str, Dict[str, float]]], path: Path) -> bool:
+    """A PNG bar chart of median requests per second, per door and server."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("benchmark: matplotlib is not installed; no chart (pip install matplotlib)",
+              file=sys.stderr)
+        return False
+    servers = list(results)
+    scenarios = [s for s in SCENARIOS if any(s in results[n] for n in servers)]
+    width = 0.8 / max(len(servers), 1)
+    figure, axes = plt.subplots(figsize=(10, 5))
+    for i, name in enumerate(servers):
+        values = [results[name].get(s, {}).get("rps_median", 0) for s in scenarios]
+        positions = [x + i * width for x in range(len(scenarios))]
+        axes.bar(positions, values, width, label=name)
+    axes.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(scenarios))])
+    axes.set_xticklabels(scenarios, rotation=15)
+    axes.set_ylabel("requests per second (median, one server core)")
+    axes.set_title("Throughput per door")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(str(path), dpi=100)
+    plt.close(figure)
+    return True
+
+
 def fanout_markdown(results: Dict[str, Dict[str, float]]) -> str:
     lines = ["| runtime | subscribers | time until all have the event, median ms | max ms |",
              "|---|---:|---:|---:|"]
@@ -452,15 +569,22 @@ def machine_description() -> str:
 
 
 def markdown_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    reference = results.get("opentracker", {})
     lines = [
-        "| runtime | scenario | req/s median | req/s min–max | p50 ms | p99 ms | server CPU µs/req |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| runtime | scenario | req/s median | req/s min–max | × opentracker req/s "
+        "| × opentracker per CPU | p50 ms | p99 ms | server CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         # (For udp-announce a "request" is one connect plus one announce.)
     ]
     for runtime, scenarios in results.items():
         for scenario, s in scenarios.items():
-            lines.append("| %s | %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.1f |" % (
-                runtime, scenario, s["rps_median"], s["rps_min"], s["rps_max"],
+            ref = reference.get(scenario)
+            ratio = "%.2f" % (s["rps_median"] / ref["rps_median"]) if ref else "–"
+            # Requests per second of server CPU, relative: opentracker's CPU per request / ours.
+            per_cpu = ("%.2f" % (ref["cpu_us_per_request"] / s["cpu_us_per_request"])
+                       if ref and s["cpu_us_per_request"] else "–")
+            lines.append("| %s | %s | %.0f | %.0f–%.0f | %s | %s | %.2f | %.2f | %.1f |" % (
+                runtime, scenario, s["rps_median"], s["rps_min"], s["rps_max"], ratio, per_cpu,
                 s["p50_ms"], s["p99_ms"], s["cpu_us_per_request"]))
     return "\n".join(lines)
 
@@ -484,7 +608,7 @@ def measure_flush_latency(python: str, workdir: Path, duration_s: int) -> Dict[s
         tracker = Tracker(python, workdir, ["--flush-interval", str(FLUSH_INTERVAL_S)], db=db)
         started = time.monotonic()
         try:
-            fill(tracker.port, FLUSH_TORRENTS, 50)
+            fill(tracker, FLUSH_TORRENTS, 50)
             remaining = FLUSH_INTERVAL_S - (time.monotonic() - started)
             run_s = max(duration_s, int(remaining) + 5)
             figures = run_wrk(tracker.port, script, run_s, 10, close_each=False)
@@ -580,6 +704,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="also run each runtime with persistence off (--db off), side by side")
     parser.add_argument("--flush-latency", action="store_true",
                         help="measure announce latency while a flush of ~100,000 changed peers runs")
+    parser.add_argument("--no-opentracker", action="store_true",
+                        help="leave opentracker out even when it is installed")
+    parser.add_argument("--memory", type=int, metavar="PEERS",
+                        help="resident bytes per peer after PEERS peers over PEERS/100 torrents "
+                             "(e.g. 1000000), for each runtime and opentracker")
+    parser.add_argument("--chart", metavar="PNG", help="write a bar chart of throughput per door")
     parser.add_argument("--fanout", action="store_true",
                         help="measure push fan-out: one swarm, 1,000 subscribed line connections")
     parser.add_argument("--restore", type=int, metavar="PEERS",
@@ -601,6 +731,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.without_db:
             runtimes[name + " no-db"] = (python, "off")
     scenarios = args.scenario or list(SCENARIOS)
+    use_opentracker = not args.no_opentracker and shutil.which("opentracker") is not None
 
     workdir = Path(tempfile.mkdtemp(prefix="tracker-bench-"))
     scripts = {kind: workdir / ("%s.lua" % kind) for kind in ("announce", "scrape")}
@@ -608,7 +739,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         path.write_text(wrk_script(args.torrents, args.peers, kind))
     hashes_file = workdir / "hashes.bin"
     hashes_file.write_bytes(b"".join(torrent_hash(t) for t in range(args.torrents)))
-    udp_load = build_udp_load(workdir) if "udp-announce" in scenarios else None
+    udp_load = loader = build_udp_load(workdir)
 
     raw: Dict[str, Dict[str, List[Dict[str, float]]]] = {r: {s: [] for s in scenarios} for r in runtimes}
     trackers = {}
@@ -618,14 +749,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         for name, (python, db) in (runtimes.items() if args.rounds else ()):
             tracker = Tracker(python, workdir, [], db=db)
-            fill(tracker.port, args.torrents, args.peers)
+            fill(tracker, args.torrents, args.peers, loader)
             trackers[name] = tracker
             extra[name]["rss_bytes_after_fill"] = process_rss_bytes(tracker.pid)
             print("%s: filled %d torrents x %d peers" % (name, args.torrents, args.peers),
                   file=sys.stderr)
+        if args.rounds and use_opentracker:
+            reference = OpenTracker(workdir, args.torrents)
+            trackers["opentracker"] = reference
+            fill(reference, args.torrents, args.peers, loader)
+            raw["opentracker"] = {s: [] for s in scenarios if s != "line-commands"}
         for round_no in range(args.rounds):
             for scenario in scenarios:
                 for name, tracker in trackers.items():
+                    if scenario not in raw[name]:
+                        continue  # opentracker has no line protocol
                     kind = "scrape" if scenario.startswith("scrape") else "announce"
                     cpu_before = process_cpu_s(tracker.pid)
                     if scenario == "udp-announce":
@@ -656,6 +794,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             name: measure_flush_latency(python, workdir, args.duration)
             for name, (python, db) in runtimes.items() if db != "off"}
         flush_table = flush_latency_table(measured["flush_latency"])
+    memory_table = ""
+    if args.memory:
+        per_torrent = 100
+        torrents = max(1, args.memory // per_torrent)
+        measured["memory"] = {
+            name: measure_memory(lambda: Tracker(python, workdir, [], db=db, wait_s=600),
+                                 torrents, per_torrent, loader)
+            for name, (python, db) in runtimes.items() if db != "off"}
+        if use_opentracker:
+            measured["memory"]["opentracker"] = measure_memory(
+                lambda: OpenTracker(workdir, torrents), torrents, per_torrent, loader)
+        memory_table = memory_markdown(measured["memory"])
     fanout_table = ""
     if args.fanout:
         measured["fanout"] = {name: measure_fanout(python, workdir)
@@ -665,7 +815,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         measured["restore"] = {name: measure_restore(python, workdir, args.restore)
                                for name, (python, db) in runtimes.items() if db != "off"}
         restore_table = restore_markdown(measured["restore"])
-    table = "\n\n".join(t for t in (table, flush_table, fanout_table, restore_table) if t)
+    table = "\n\n".join(t for t in (table, flush_table, fanout_table, restore_table, memory_table)
+                          if t)
+    if args.chart and results:
+        write_chart(results, Path(args.chart))
     report = {
         "machine": machine_description(),
         "population": {"torrents": args.torrents, "peers_per_torrent": args.peers, "numwant": 50},

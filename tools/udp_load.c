@@ -7,8 +7,10 @@
  * (size, action, transaction id, peer list length); anything else is counted
  * as invalid. Prints one line: BENCH-JSON {...}.
  *
- * usage: udp_load HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW
+ * usage: udp_load HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW [fill]
  *   HASHES_FILE holds the population's info hashes, 20 bytes each.
+ *   With "fill", every (torrent, peer) of the population announces exactly
+ *   once, in order (SECONDS is then a time limit), to populate a tracker.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +33,7 @@ struct slot {
     int state;
     uint32_t tid;
     uint64_t started_us, sent_us;
+    long index;  /* fill mode: which (torrent, peer) this slot announces */
 };
 
 static uint64_t now_us(void) {
@@ -57,10 +60,12 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW\n", argv[0]);
+    if (argc != 7 && !(argc == 8 && strcmp(argv[7], "fill") == 0)) {
+        fprintf(stderr, "usage: %s HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW [fill]\n",
+                argv[0]);
         return 2;
     }
+    int fill = argc == 8;
     const char *host = argv[1], *port = argv[2];
     double seconds = atof(argv[3]);
     int peers = atoi(argv[5]), window = atoi(argv[6]);
@@ -81,6 +86,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     fclose(f);
+    long population = (long)torrents * peers;
 
     struct addrinfo hints = {0}, *ai;
     hints.ai_socktype = SOCK_DGRAM;
@@ -99,6 +105,7 @@ int main(int argc, char **argv) {
     uint64_t announces = 0, errors = 0, invalid = 0, timeouts = 0, peers_returned = 0;
     uint32_t seq = 0;
     unsigned char out[98], in[8192];
+    long next_index = 0, retry[MAX_WINDOW], retries = 0;
 
     uint64_t start = now_us(), end = start + (uint64_t)(seconds * 1e6);
     for (;;) {
@@ -107,7 +114,16 @@ int main(int argc, char **argv) {
         int busy = 0;
         for (int i = 0; i < window; i++) {
             struct slot *s = &slots[i];
-            if (s->state != IDLE && t - s->sent_us > TIMEOUT_US) { timeouts++; s->state = IDLE; }
+            if (s->state != IDLE && t - s->sent_us > TIMEOUT_US) {
+                timeouts++;
+                s->state = IDLE;
+                if (fill && retries < MAX_WINDOW) retry[retries++] = s->index;
+            }
+            if (s->state == IDLE && running && fill) {
+                if (retries) s->index = retry[--retries];
+                else if (next_index < population) s->index = next_index++;
+                else continue;
+            }
             if (s->state == IDLE && running) {
                 s->tid = ((uint32_t)i << 20) | (++seq & 0xFFFFF);
                 put64(out, 0x41727101980ull);
@@ -121,6 +137,7 @@ int main(int argc, char **argv) {
             if (s->state != IDLE) busy = 1;
         }
         if (!running && !busy) break;
+        if (fill && !busy && next_index >= population && !retries) break;
 
         struct pollfd p = { fd, POLLIN, 0 };
         if (poll(&p, 1, 10) <= 0) continue;
@@ -133,10 +150,16 @@ int main(int argc, char **argv) {
             struct slot *s = index < (uint32_t)window ? &slots[index] : NULL;
             if (!s || s->state == IDLE || s->tid != tid) { invalid++; continue; }
             t = now_us();
-            if (action == 3) { errors++; s->state = IDLE; continue; }
+            if (action == 3) {
+                errors++;
+                fprintf(stderr, "error from tracker: %.*s\n", (int)(n - 8), in + 8);
+                s->state = IDLE;
+                continue;
+            }
             if (s->state == CONNECTING) {
                 if (action != 0 || n != 16) { invalid++; s->state = IDLE; continue; }
                 int torrent = (int)(rng() % torrents), peer = (int)(rng() % peers);
+                if (fill) { torrent = (int)(s->index / peers); peer = (int)(s->index % peers); }
                 char peer_id[21];
                 snprintf(peer_id, sizeof peer_id, "-BN0001-%012d", peer);
                 s->tid = ((uint32_t)index << 20) | (++seq & 0xFFFFF);
