@@ -7,6 +7,7 @@ are answered all the while.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Optional
 
@@ -21,6 +22,8 @@ from tracker.core import ChangeLog, TrackerCore
 from tracker.store.sqlite import SQLiteStore
 
 log = Logger()
+
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class FlushStats:
@@ -66,6 +69,10 @@ class PersistenceService(Service):
                  "({dropped} expired peers dropped)", peers=report.peers, swarms=report.swarms,
                  path=self.store.path, seconds=report.seconds, dropped=report.dropped_peers)
         super().startService()
+        # The store thread competes with the reactor thread for the interpreter
+        # lock; switching every millisecond (instead of 5) bounds how long a
+        # request can wait behind a flush.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._pool.start()
         self._flush_loop = LoopingCall(self.flush)
         self._flush_loop.clock = self.reactor

@@ -9,6 +9,9 @@ import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, PeerRecord, TrackerCore, compact_address
 
+# Peers written per executemany before the store thread yields the interpreter lock.
+WRITE_CHUNK = 500
+
 _UPSERT_PEER = (
     "INSERT INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, downloaded, last_seen, "
     "door) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (info_hash, peer_id) DO UPDATE SET "
@@ -46,18 +49,25 @@ class SQLiteStore:
         self.path = path
 
     def write(self, batch: ChangeBatch) -> int:
-        """Write one batch in one transaction; return the number of rows written."""
-        peers = [(info_hash, peer_id, p.ip, p.port, p.left, p.uploaded, p.downloaded, p.last_seen,
-                  p.door) for (info_hash, peer_id), p in batch.peers.items()]
+        """Write one batch in one transaction; return the number of rows written.
+
+        Runs on the store thread. Rows are built and written in chunks with a
+        pause between them, so this thread never holds the interpreter lock for
+        long while the reactor thread has requests to answer."""
         content = [(s.info_hash, s.first_seen, s.completed, s.name, s.size)
                    for s in batch.content.values()]
+        items = list(batch.peers.items())
         conn = self.conn
         conn.execute("BEGIN")
         try:
             if content:
                 conn.executemany(_UPSERT_CONTENT, content)
-            if peers:
-                conn.executemany(_UPSERT_PEER, peers)
+            for start in range(0, len(items), WRITE_CHUNK):
+                conn.executemany(_UPSERT_PEER, [
+                    (info_hash, peer_id, p.ip, p.port, p.left, p.uploaded, p.downloaded,
+                     p.last_seen, p.door)
+                    for (info_hash, peer_id), p in items[start:start + WRITE_CHUNK]])
+                time.sleep(0)  # hand the interpreter lock to the reactor thread
             if batch.removed:
                 conn.executemany(_DELETE_PEER, batch.removed)
             if batch.completions:
@@ -74,7 +84,7 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return (len(peers) + len(content) + len(batch.removed) + len(batch.completions)
+        return (len(items) + len(content) + len(batch.removed) + len(batch.completions)
                 + len(batch.totals) + len(batch.statements) + len(batch.nodes))
 
     def restore(self, core: TrackerCore, now: float) -> RestoreReport:
