@@ -87,6 +87,22 @@ class TrackerService(MultiService):
                  swarms=len(self.core.swarms), peers=self.core.peer_count)
 
 
+def _listen(top: TrackerService, reactor, door: str, descriptions, factory) -> None:
+    """A listener per endpoint string, each a child service of `top`."""
+    for description in descriptions:
+        listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
+        # Fail start-up (with the endpoint's error) rather than run without the door.
+        listener._raiseSynchronously = True
+        listener.setName("%s %s" % (door, description))
+        listener.setServiceParent(top)
+
+
+def _every(top: TrackerService, reactor, interval_s: float, call) -> None:
+    timer = TimerService(interval_s, call)
+    timer.clock = reactor
+    timer.setServiceParent(top)
+
+
 def makeService(config: Options, reactor=None) -> TrackerService:
     """Build the tracker service from parsed options. Opens the database (so a
     bad file fails at once, with StoreError) but touches no socket until started."""
@@ -106,12 +122,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     top.totals.setServiceParent(top)
 
     http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
-    for description in config["http"]:
-        listener = StreamServerEndpointService(serverFromString(reactor, description), http_factory)
-        # Fail start-up (with the endpoint's error) rather than run without the door.
-        listener._raiseSynchronously = True
-        listener.setName("http " + description)
-        listener.setServiceParent(top)
+    _listen(top, reactor, "http", config["http"], http_factory)
     if config["udp"]:
         udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
                                        connection_id_max_age_s=config["udp-connection-id-max-age"])
@@ -122,34 +133,22 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             listener.setName("udp %s:%d" % (host, port))
             listener.setServiceParent(top)
 
-    timeouts = TimerService(TIMEOUT_CHECK_S, http_factory.tick)
-    timeouts.clock = reactor
-    timeouts.setServiceParent(top)
+    _every(top, reactor, TIMEOUT_CHECK_S, http_factory.tick)
 
     if config["line"]:
         line_factory = LineTrackerFactory(core, reactor, LineDoorSettings(
             grace_s=config["line-grace"], idle_timeout_s=config["line-idle-timeout"],
             max_line=config["line-max-length"], tokens=config["node-token"]))
         top.line_factory = line_factory
-        for description in config["line"]:
-            listener = StreamServerEndpointService(serverFromString(reactor, description), line_factory)
-            listener._raiseSynchronously = True
-            listener.setName("line " + description)
-            listener.setServiceParent(top)
-        line_timeouts = TimerService(TIMEOUT_CHECK_S, line_factory.tick)
-        line_timeouts.clock = reactor
-        line_timeouts.setServiceParent(top)
+        _listen(top, reactor, "line", config["line"], line_factory)
+        _every(top, reactor, TIMEOUT_CHECK_S, line_factory.tick)
 
     if config["admin"]:
         context = AdminContext(core, reactor, config["admin-token"], top.persistence,
                                top.line_factory, top.totals)
         site = Site(AdminRoot(context, metrics_resource(context), StatusPage()))
         site.noisy = False
-        for description in config["admin"]:
-            listener = StreamServerEndpointService(serverFromString(reactor, description), site)
-            listener._raiseSynchronously = True
-            listener.setName("admin " + description)
-            listener.setServiceParent(top)
+        _listen(top, reactor, "admin", config["admin"], site)
 
     ExpiryService(core, reactor, config["sweep-interval"], config["sweep-slice"]).setServiceParent(top)
     return top
