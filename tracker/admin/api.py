@@ -11,7 +11,6 @@ import hmac
 import ipaddress
 import json
 import secrets
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
@@ -290,7 +289,7 @@ class ApiResource(Resource):
         core = self.context.core
         added = core.access.add(list_name, info_hash)
         self.context.record("INSERT OR REPLACE INTO access_list (list, info_hash, note, added_at) "
-                            "VALUES (?, ?, ?, ?)", (list_name, info_hash, note, time.time()))
+                            "VALUES (?, ?, ?, ?)", (list_name, info_hash, note, self.context.clock.seconds()))
         # Refused content leaves its swarm at once.
         dropped = core.drop_swarm(info_hash) if list_name == "deny" else 0
         return {"list": list_name, "info_hash": info_hash.hex(), "added": added,
@@ -320,7 +319,7 @@ class ApiResource(Resource):
         except ValueError:
             raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
         self.context.record("INSERT OR REPLACE INTO bans (cidr, note, added_at) VALUES (?, ?, ?)",
-                            (cidr, body.get("note"), time.time()))
+                            (cidr, body.get("note"), self.context.clock.seconds()))
         return {"cidr": cidr, "banned": True}
 
     def remove_ban(self, request: Request) -> Dict[str, Any]:
@@ -349,7 +348,7 @@ class ApiResource(Resource):
             raise AdminError(400, "token must be text without spaces, at most 256 characters")
         self.context.core.access.node_tokens[node] = token
         self.context.record("INSERT OR REPLACE INTO node_tokens (node_id, token, created_at) "
-                            "VALUES (?, ?, ?)", (node, token, time.time()))
+                            "VALUES (?, ?, ?)", (node, token, self.context.clock.seconds()))
         return {"node": node, "token": token}
 
     def remove_token(self, request: Request) -> Dict[str, Any]:
