@@ -129,6 +129,13 @@ def test_ipv4_mapped_address_is_an_ipv4_peer(factory, core):
     assert peer.ip == "10.9.8.7" and len(peer.compact) == 6
 
 
+def test_link_local_address_with_scope_is_usable(factory, core):
+    reply = Client(factory, "fe80::1%eth0", ipv6=True).announce()
+    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    assert peer.ip == "fe80::1" and len(peer.compact) == 18
+    assert reply[b"external ip"] == bytes.fromhex("fe800000000000000000000000000001")
+
+
 def test_literal_plus_is_byte_2b_not_space(factory, core):
     raw_hash = b"+" * 20
     target = (b"/announce?info_hash=" + raw_hash + b"&peer_id=" + q(peer_id(1))

@@ -144,6 +144,12 @@ def test_ipv6_request_gets_18_byte_peers_only(door, transport):
     assert reply["peers"] == bytes([10, 0, 0, 3]) + b"\x1b\x59"
 
 
+def test_link_local_client_with_scope(door, transport, core):
+    reply = UDPClient(door, transport, ("fe80::7%eth0", 5, 0, 2)).announce(peer=1, port=7000)
+    assert "error" not in reply
+    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "fe80::7"
+
+
 def test_ipv4_mapped_client_is_an_ipv4_peer(door, transport, core):
     UDPClient(door, transport, ("::ffff:10.1.1.1", 5, 0, 0)).announce(peer=1, port=7000)
     peer = core.swarms[info_hash(1)].peers[peer_id(1)]

@@ -7,6 +7,7 @@ browser); a wrong or missing one gets 401 and changes nothing.
 from __future__ import annotations
 
 import binascii
+import heapq
 import hmac
 import ipaddress
 import json
@@ -213,10 +214,12 @@ class ApiResource(Resource):
             raise AdminError(400, "order must be asc or desc")
         limit = self._int_arg(request, "limit", 50, MAX_PAGE)
         offset = self._int_arg(request, "offset", 0, 10 ** 9)
-        swarms = sorted(self.context.core.swarms.values(), key=SORT_KEYS[sort],
-                        reverse=order == "desc")
+        swarms = self.context.core.swarms.values()
+        # Only the requested page is ordered, not every swarm.
+        pick = heapq.nlargest if order == "desc" else heapq.nsmallest
+        page = pick(offset + limit, swarms, key=SORT_KEYS[sort])[offset:]
         return {"total": len(swarms), "offset": offset, "limit": limit, "sort": sort,
-                "order": order, "swarms": [swarm_json(s) for s in swarms[offset:offset + limit]]}
+                "order": order, "swarms": [swarm_json(s) for s in page]}
 
     def swarm(self, request: Request, text: str) -> Dict[str, Any]:
         swarm = self.context.core.swarms.get(parse_hash(text))

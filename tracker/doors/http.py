@@ -75,7 +75,10 @@ class _Refused(Exception):
 
 
 def normalise_ip(host: str) -> str:
-    """IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d."""
+    """IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; a link-local
+    IPv6 address may carry a %scope suffix, which peers elsewhere cannot use."""
+    if "%" in host:
+        host = host.split("%", 1)[0]
     if host.startswith("::ffff:") and "." in host:
         return host[7:]
     return host
