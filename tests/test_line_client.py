@@ -19,6 +19,7 @@ class Link:
     """A client protocol and a server protocol joined by two StringTransports."""
 
     def __init__(self, client, server_factory):
+        self.clock = server_factory.clock
         self.client = client
         self.server = server_factory.buildProtocol(ADDRESS)
         self.client_transport = StringTransport()
@@ -28,6 +29,7 @@ class Link:
 
     def pump(self):
         for _ in range(10):
+            self.clock.advance(0)  # let the server send the events of this turn
             sent, self_sent = self.client_transport.value(), self.server_transport.value()
             if not sent and not self_sent:
                 return

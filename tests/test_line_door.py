@@ -25,6 +25,7 @@ class Node:
         self.transport = StringTransport(peerAddress=address)
         self.protocol = factory.buildProtocol(address)
         self.protocol.makeConnection(self.transport)
+        self.clock = factory.clock
         self.events = []
 
     def send(self, line: str):
@@ -33,6 +34,7 @@ class Node:
         return self.read()
 
     def read(self):
+        self.clock.advance(0)  # events raised so far go out at the end of the turn
         lines = self.transport.value().decode("utf-8").splitlines()
         self.transport.clear()
         self.events += [line for line in lines if line.startswith("*")]
@@ -315,10 +317,30 @@ def test_events_are_distinguishable_from_pipelined_replies(factory, core):
     watcher.protocol.dataReceived(("PING\nPEERS %s\n" % H1).encode())
     other.send("HAVE " + H1)
     watcher.protocol.dataReceived(b"PING\n")
+    watcher.clock.advance(0)
     raw = watcher.transport.value().decode().splitlines()
     assert [line for line in raw if not line.startswith("*")] == ["PONG", "END", "PONG"]
     assert [line for line in raw if line.startswith("*")] == [
         "* JOIN %s 10.0.0.2 6881 seeder door=line node=edge-2" % H1]
+
+
+def test_events_of_one_turn_come_same_region_first(factory, core):
+    watcher = Node(factory, "10.0.9.9")
+    watcher.hello("watcher", region="eu")
+    watcher.send("SUBSCRIBE " + H1)
+    far, near = Node(factory, "10.0.0.1"), Node(factory, "10.0.0.2")
+    far.hello("far-1", region="us")
+    near.hello("near-1", region="eu")
+    # Both join, then a BitTorrent peer, all before the reactor turn ends.
+    far.protocol.dataReceived(("HAVE %s\n" % H1).encode())
+    near.protocol.dataReceived(("HAVE %s\n" % H1).encode())
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413), 0.0)
+    watcher.read()
+    assert watcher.events == [
+        "* JOIN %s 10.0.0.2 6881 seeder door=line node=near-1 region=eu" % H1,
+        "* JOIN %s 10.0.0.1 6881 seeder door=line node=far-1 region=us" % H1,
+        "* JOIN %s 192.0.2.5 51413 leecher door=http" % H1,
+    ]
 
 
 def test_unsubscribe_and_disconnect_stop_events(factory, core):

@@ -118,6 +118,8 @@ class LineTrackerProtocol(LineReceiver):
         self.last_active = 0.0
         self._errors = 0
         self._closing = False
+        self._events: List[Tuple[bool, str]] = []
+        self._events_call: Optional[IDelayedCall] = None
 
     # -- connection ---------------------------------------------------------------
 
@@ -137,6 +139,9 @@ class LineTrackerProtocol(LineReceiver):
         for info_hash in self.subscriptions:
             factory.core.unwatch(info_hash, self)
         self.subscriptions.clear()
+        if self._events_call is not None and self._events_call.active():
+            self._events_call.cancel()
+        self._events_call = None
         if self.session is not None and self.session.connection is self:
             factory.detach(self.session)
         self.session = None
@@ -201,10 +206,26 @@ class LineTrackerProtocol(LineReceiver):
     # -- events -------------------------------------------------------------------------
 
     def swarm_changed(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None:
-        if self.session is not None and peer.peer_id == self.session.peer_id:
+        session = self.session
+        if session is not None and peer.peer_id == session.peer_id:
             return  # a node is not told about its own entries
-        self.send("* %s %s %s" % ("JOIN" if joined else "LEAVE", info_hash.hex(),
-                                  self.factory.describe_peer(peer)))
+        line = "* %s %s %s" % ("JOIN" if joined else "LEAVE", info_hash.hex(),
+                               self.factory.describe_peer(peer))
+        # Events raised in one reactor turn go out together at its end, peers of
+        # this node's region first (the sort is stable: otherwise in order).
+        region = session.region if session is not None else None
+        node = self.factory.node_by_peer_id.get(peer.peer_id) if region else None
+        nearby = node is not None and node.region == region
+        self._events.append((not nearby, line))
+        if self._events_call is None:
+            self._events_call = self.factory.clock.callLater(0, self._send_events)
+
+    def _send_events(self) -> None:
+        self._events_call = None
+        events, self._events = self._events, []
+        events.sort(key=lambda event: event[0])
+        if not self._closing:
+            self.transport.write(("\n".join(line for _, line in events) + "\n").encode("utf-8"))
 
     # -- commands -----------------------------------------------------------------------
 
