@@ -119,7 +119,6 @@ class LineTrackerProtocol(LineReceiver):
         self._errors = 0
         self._closing = False
         self._events: List[Tuple[bool, str]] = []
-        self._events_call: Optional[IDelayedCall] = None
 
     # -- connection ---------------------------------------------------------------
 
@@ -139,9 +138,7 @@ class LineTrackerProtocol(LineReceiver):
         for info_hash in self.subscriptions:
             factory.core.unwatch(info_hash, self)
         self.subscriptions.clear()
-        if self._events_call is not None and self._events_call.active():
-            self._events_call.cancel()
-        self._events_call = None
+        self._events = []
         if self.session is not None and self.session.connection is self:
             factory.detach(self.session)
         self.session = None
@@ -216,15 +213,14 @@ class LineTrackerProtocol(LineReceiver):
         region = session.region if session is not None else None
         node = self.factory.node_by_peer_id.get(peer.peer_id) if region else None
         nearby = node is not None and node.region == region
+        if not self._events:
+            self.factory.events_pending(self)
         self._events.append((not nearby, line))
-        if self._events_call is None:
-            self._events_call = self.factory.clock.callLater(0, self._send_events)
 
-    def _send_events(self) -> None:
-        self._events_call = None
+    def send_events(self) -> None:
         events, self._events = self._events, []
         events.sort(key=lambda event: event[0])
-        if not self._closing:
+        if events and not self._closing:
             self.transport.write(("\n".join(line for _, line in events) + "\n").encode("utf-8"))
 
     # -- commands -----------------------------------------------------------------------
@@ -387,11 +383,25 @@ class LineTrackerFactory(Factory):
         self.swarm_nodes: Dict[bytes, Set[NodeSession]] = {}
         self.connections: Set[LineTrackerProtocol] = set()
         self.now = clock.seconds()
+        # Connections with events waiting for the end of this reactor turn.
+        self._with_events: List[LineTrackerProtocol] = []
+        self._events_call: Optional[IDelayedCall] = None
 
     def tick(self) -> None:
         self.now = now = self.clock.seconds()
         for connection in list(self.connections):
             connection.check_timeout(now)
+
+    def events_pending(self, connection: LineTrackerProtocol) -> None:
+        self._with_events.append(connection)
+        if self._events_call is None:
+            self._events_call = self.clock.callLater(0, self._send_events)
+
+    def _send_events(self) -> None:
+        self._events_call = None
+        connections, self._with_events = self._with_events, []
+        for connection in connections:
+            connection.send_events()
 
     def connected_nodes(self) -> int:
         return sum(1 for s in self.nodes.values() if s.connection is not None)
