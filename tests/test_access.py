@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import struct
 
 import pytest
 from twisted.internet.task import Clock

@@ -4,7 +4,6 @@ admin listener's safety rule."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.error

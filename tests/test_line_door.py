@@ -9,7 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from helpers import announce_request, info_hash, peer_id
+from helpers import announce_request, info_hash
 from tracker.core import EVENT_STOPPED, TrackerCore, TrackerSettings
 from tracker.doors.line import LineDoorSettings, LineTrackerFactory, node_peer_id
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import bdecode, info_hash, peer_id
+from helpers import bdecode, info_hash
 from process import REPO, TrackerProcess, free_port
 from test_e2e import announce_target, get
 

@@ -6,7 +6,6 @@ browser); a wrong or missing one gets 401 and changes nothing.
 """
 from __future__ import annotations
 
-import binascii
 import heapq
 import hmac
 import ipaddress
@@ -20,6 +19,7 @@ from twisted.web.server import Request
 
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.swarm import PeerRecord
+from tracker.doors.line import NODE_ID, LineError, parse_info_hash
 
 log = Logger()
 JSON = b"application/json"
@@ -41,12 +41,11 @@ class AdminError(Exception):
 
 
 def parse_hash(text: str) -> bytes:
+    """The line protocol's hash parser (hex or base32), with an admin error."""
     try:
-        if len(text) == 40:
-            return binascii.unhexlify(text)
-    except binascii.Error:
-        pass
-    raise AdminError(400, "info hash must be 40 hex digits")
+        return parse_info_hash(text)
+    except LineError as error:
+        raise AdminError(400, error.message)
 
 
 class AdminContext:
@@ -341,7 +340,6 @@ class ApiResource(Resource):
         return {"nodes": sorted(self.context.core.access.node_tokens)}
 
     def add_token(self, request: Request) -> Dict[str, Any]:
-        from tracker.doors.line import NODE_ID
         body = self._body(request)
         node = str(body.get("node", ""))
         if not NODE_ID.match(node):
