@@ -33,8 +33,8 @@ def test_population_paths_are_accepted_by_the_tracker():
     assert core.peer_count == 12
     assert len(core.swarms) == 3
     swarm = core.swarms[benchmark.torrent_hash(0)]
-    assert len(swarm.seeders) == 2 and len(swarm.leechers) == 2
-    assert set(swarm.peers) == {benchmark.bench_peer_id(p) for p in range(4)}
+    assert swarm.seeders == 2 and swarm.leechers == 2
+    assert {p.peer_id for p in swarm.views()} == {benchmark.bench_peer_id(p) for p in range(4)}
     body = transport.value().split(b"\r\n\r\n")[-1]
     assert b"failure reason" not in bdecode(body)
 

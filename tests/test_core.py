@@ -26,11 +26,17 @@ def fill(core, swarm=1, seeders=0, leechers=0, now=0.0, start=1000):
         n += 1
 
 
+def listed(core, now, **request):
+    """Announce asking for BEP 3's list form; returns (result, chosen peers as views)."""
+    result = core.announce(announce_request(compact=False, **request), now)
+    return result, result.peer_list or []
+
+
 def test_first_announce_creates_swarm_and_counts_the_peer():
     core = make_core()
     result = core.announce(announce_request(left=10, event=EVENT_STARTED), 0.0)
     assert (result.complete, result.incomplete) == (0, 1)
-    assert result.peers == []
+    assert (result.peers, result.peers6, result.peer_list) == (b"", b"", None)
     assert core.peer_count == 1
     assert info_hash(1) in core.swarms
 
@@ -45,53 +51,53 @@ def test_requester_is_never_returned_to_itself():
     core = make_core()
     fill(core, seeders=3, leechers=3)
     for n in range(1000, 1006):
-        req = announce_request(peer=n, left=5, port=1000 + n)
-        result = core.announce(req, 1.0)
-        assert peer_id(n) not in [p.peer_id for p in result.peers]
+        _, peers = listed(core, 1.0, peer=n, left=5, port=1000 + n)
+        assert len(peers) == 5
+        assert peer_id(n) not in [p.peer_id for p in peers]
 
 
 def test_requester_never_gets_itself_in_a_large_sampled_swarm():
     core = make_core()
     fill(core, leechers=300)
     for _ in range(50):
-        result = core.announce(announce_request(peer=1000, left=5, port=2000, numwant=200), 1.0)
-        assert len(result.peers) == 200
-        assert peer_id(1000) not in [p.peer_id for p in result.peers]
-        assert len({p.peer_id for p in result.peers}) == 200
+        _, peers = listed(core, 1.0, peer=1000, left=5, port=2000, numwant=200)
+        assert len(peers) == 200
+        assert peer_id(1000) not in [p.peer_id for p in peers]
+        assert len({p.peer_id for p in peers}) == 200
 
 
 def test_seeder_gets_no_seeders():
     core = make_core()
     fill(core, seeders=20, leechers=5)
-    result = core.announce(announce_request(peer=1, left=0), 1.0)
-    assert len(result.peers) == 5
-    assert all(p.left > 0 for p in result.peers)
+    _, peers = listed(core, 1.0, peer=1, left=0)
+    assert len(peers) == 5
+    assert not any(p.seeder for p in peers)
 
 
 def test_seeder_gets_no_seeders_in_a_large_swarm():
     core = make_core()
     fill(core, seeders=500, leechers=100)
-    result = core.announce(announce_request(peer=1, left=0, numwant=50), 1.0)
-    assert len(result.peers) == 50
-    assert all(p.left > 0 for p in result.peers)
+    _, peers = listed(core, 1.0, peer=1, left=0, numwant=50)
+    assert len(peers) == 50
+    assert not any(p.seeder for p in peers)
 
 
 def test_leecher_gets_seeders_and_leechers():
     core = make_core()
     fill(core, seeders=2, leechers=2)
-    result = core.announce(announce_request(peer=1, left=9), 1.0)
-    assert sorted(p.left for p in result.peers) == [0, 0, 5, 5]
+    result, peers = listed(core, 1.0, peer=1, left=9)
+    assert sorted(p.seeder for p in peers) == [False, False, True, True]
     assert (result.complete, result.incomplete) == (2, 3)
 
 
 def test_numwant_defaults_to_50_and_is_capped():
     core = make_core(default_numwant=50, max_numwant=200)
     fill(core, leechers=400)
-    assert len(core.announce(announce_request(peer=1), 1.0).peers) == 50
-    assert len(core.announce(announce_request(peer=1, numwant=-1), 1.0).peers) == 50
-    assert len(core.announce(announce_request(peer=1, numwant=1000), 1.0).peers) == 200
-    assert len(core.announce(announce_request(peer=1, numwant=7), 1.0).peers) == 7
-    assert core.announce(announce_request(peer=1, numwant=0), 1.0).peers == []
+    assert len(core.announce(announce_request(peer=1), 1.0).peers) == 50 * 6
+    assert len(core.announce(announce_request(peer=1, numwant=-1), 1.0).peers) == 50 * 6
+    assert len(core.announce(announce_request(peer=1, numwant=1000), 1.0).peers) == 200 * 6
+    assert len(core.announce(announce_request(peer=1, numwant=7), 1.0).peers) == 7 * 6
+    assert core.announce(announce_request(peer=1, numwant=0), 1.0).peers == b""
 
 
 def test_sample_is_fair_across_the_swarm():
@@ -101,7 +107,7 @@ def test_sample_is_fair_across_the_swarm():
     seen = {}
     rounds = 4000
     for _ in range(rounds):
-        for p in core.announce(announce_request(peer=1, numwant=10), 1.0).peers:
+        for p in listed(core, 1.0, peer=1, numwant=10)[1]:
             seen[p.peer_id] = seen.get(p.peer_id, 0) + 1
     assert len(seen) == 100
     expected = rounds * 10 / 100  # 400 per peer
@@ -115,17 +121,16 @@ def test_peer_moves_from_leecher_to_seeder():
     result = core.announce(announce_request(peer=1, left=0), 1.0)
     assert (result.complete, result.incomplete) == (1, 0)
     swarm = core.swarms[info_hash(1)]
-    assert [p.peer_id for p in swarm.seeders] == [peer_id(1)]
-    assert swarm.leechers == []
+    assert (swarm.seeders, swarm.leechers) == (1, 0)
+    assert swarm.get(peer_id(1)).seeder
 
 
 def test_reannounce_updates_address_and_counters():
     core = make_core()
     core.announce(announce_request(peer=1, ip="10.0.0.1", port=1000), 0.0)
     core.announce(announce_request(peer=1, ip="10.0.0.2", port=2000, uploaded=5, downloaded=7), 3.0)
-    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
-    assert (peer.ip, peer.port, peer.uploaded, peer.downloaded, peer.last_seen) == (
-        "10.0.0.2", 2000, 5, 7, 3.0)
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
+    assert (peer.ip, peer.port, peer.last_seen) == ("10.0.0.2", 2000, 3.0)
     assert peer.compact == bytes([10, 0, 0, 2]) + (2000).to_bytes(2, "big")
     assert core.peer_count == 1
 
@@ -133,14 +138,14 @@ def test_reannounce_updates_address_and_counters():
 def test_ipv6_peer_has_an_18_byte_compact_form():
     core = make_core()
     core.announce(announce_request(peer=1, ip="2001:db8::1", port=6881), 0.0)
-    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
-    assert peer.is_ipv6 and len(peer.compact) == 18
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
+    assert peer.is_ipv6 and len(peer.compact) == 18 and peer.ip == "2001:db8::1"
 
 
 def test_peer_records_the_door_it_came_in_by():
     core = make_core()
     core.announce(announce_request(peer=1, door="udp"), 0.0)
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].door == "udp"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).door == "udp"
     assert core.stats.announces == {"udp": 1}
 
 
@@ -149,16 +154,16 @@ def test_stopped_removes_the_peer_and_returns_no_peers():
     fill(core, leechers=3)
     core.announce(announce_request(peer=1, left=5), 0.0)
     result = core.announce(announce_request(peer=1, left=5, event=EVENT_STOPPED), 1.0)
-    assert result.peers == []
+    assert result.peers == b""
     assert (result.complete, result.incomplete) == (0, 3)
-    assert peer_id(1) not in core.swarms[info_hash(1)].peers
+    assert peer_id(1) not in core.swarms[info_hash(1)]
     assert core.peer_count == 3
 
 
 def test_stopped_for_an_unknown_swarm_creates_nothing():
     core = make_core()
     result = core.announce(announce_request(event=EVENT_STOPPED), 0.0)
-    assert (result.complete, result.incomplete, result.peers) == (0, 0, [])
+    assert (result.complete, result.incomplete, result.peers) == (0, 0, b"")
     assert core.swarms == {}
 
 
@@ -201,7 +206,7 @@ def test_invalid_announce_is_refused_and_changes_nothing(field, value, code):
         core.announce(req, 1.0)
     assert caught.value.code == code
     assert (dict(core.swarms), core.peer_count, dict(core.stats.announces)) == before
-    assert peer_id(1) not in core.swarms[info_hash(1)].peers
+    assert peer_id(1) not in core.swarms[info_hash(1)]
 
 
 def test_scrape_many_hashes_and_unknown_ones():
@@ -248,7 +253,7 @@ def test_expiry_removes_only_peers_past_their_ttl():
     run_sweep(core, 199.0, 100)
     assert core.peer_count == 2
     run_sweep(core, 201.0, 100)
-    assert set(core.swarms[info_hash(1)].peers) == {peer_id(2)}
+    assert [p.peer_id for p in core.swarms[info_hash(1)].views()] == [peer_id(2)]
     assert core.peer_count == 1
     assert core.stats.expired_peers == 1
 
@@ -259,7 +264,7 @@ def test_expiry_drops_empty_swarms_but_keeps_completed_counts():
     core.announce(announce_request(swarm=2, peer=1, left=0, event=EVENT_COMPLETED), 0.0)
     run_sweep(core, 1000.0, 100)
     assert info_hash(1) not in core.swarms
-    assert core.swarms[info_hash(2)].peers == {}
+    assert len(core.swarms[info_hash(2)]) == 0
     assert core.scrape([info_hash(2)])[info_hash(2)].downloaded == 1
 
 
@@ -282,7 +287,7 @@ def test_peer_reannouncing_during_a_sweep_survives_it():
     core.announce(announce_request(swarm=1, peer=1009, left=5, port=1000 + 1009), 999.0)
     for _ in sweep:
         pass
-    assert set(core.swarms[info_hash(1)].peers) == {peer_id(1009)}
+    assert [p.peer_id for p in core.swarms[info_hash(1)].views()] == [peer_id(1009)]
     assert core.peer_count == 1
 
 

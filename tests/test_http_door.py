@@ -125,13 +125,13 @@ def test_ipv6_peers_come_in_peers6(factory):
 
 def test_ipv4_mapped_address_is_an_ipv4_peer(factory, core):
     Client(factory, "::ffff:10.9.8.7", ipv6=True).announce()
-    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
     assert peer.ip == "10.9.8.7" and len(peer.compact) == 6
 
 
 def test_link_local_address_with_scope_is_usable(factory, core):
     reply = Client(factory, "fe80::1%eth0", ipv6=True).announce()
-    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
     assert peer.ip == "fe80::1" and len(peer.compact) == 18
     assert reply[b"external ip"] == bytes.fromhex("fe800000000000000000000000000001")
 
@@ -155,13 +155,13 @@ def test_mixed_literal_and_escaped_bytes(factory, core):
 
 def test_ip_parameter_is_ignored_by_default(factory, core):
     Client(factory, "10.0.0.1").announce(ip="1.2.3.4")
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "10.0.0.1"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.1"
 
 
 def test_ip_parameter_is_used_when_allowed(core, clock):
     factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings(allow_ip_param=True))
     reply = Client(factory, "10.0.0.1").announce(ip="1.2.3.4")
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "1.2.3.4"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "1.2.3.4"
     assert reply[b"external ip"] == bytes([1, 2, 3, 4])
     assert b"failure reason" in Client(factory).announce(ip="not-an-ip")
 
@@ -222,13 +222,13 @@ def test_numwant_limits_the_peers(factory):
 ])
 def test_bad_announce_gets_a_failure_reason_and_changes_nothing(factory, core, params, reason, code):
     Client(factory, "10.0.0.2").announce(peer_id=peer_id(2), port=7000)
-    before = {h: dict(s.peers) for h, s in core.swarms.items()}
+    before = {h: sorted((p.peer_id, p.compact, p.seeder, p.last_seen) for p in s.views()) for h, s in core.swarms.items()}
     client = Client(factory)
     status, headers, body = client.get(announce_target(**params))
     assert status == 200
     assert bdecode(body) == {b"failure reason": reason}
     assert core.stats.failures == {code: 1}
-    assert {h: dict(s.peers) for h, s in core.swarms.items()} == before
+    assert {h: sorted((p.peer_id, p.compact, p.seeder, p.last_seen) for p in s.views()) for h, s in core.swarms.items()} == before
     # The server keeps answering on the same connection.
     assert b"peers" in client.announce(peer_id=peer_id(3))
 

@@ -128,8 +128,8 @@ def test_have_makes_the_node_a_seeder_with_metadata(factory, core):
     node.hello("edge-1", port=8080)
     assert node.send("HAVE %s size=1048576 name=launch%%20video.mp4" % H1.upper()) == ["OK HAVE " + H1]
     swarm = core.swarms[info_hash(1)]
-    peer = swarm.peers[node_peer_id("edge-1")]
-    assert (peer.ip, peer.port, peer.left, peer.door) == ("10.0.0.1", 8080, 0, "line")
+    peer = swarm.get(node_peer_id("edge-1"))
+    assert (peer.ip, peer.port, peer.seeder, peer.door) == ("10.0.0.1", 8080, True, "line")
     assert (swarm.name, swarm.size) == ("launch video.mp4", 1048576)
 
 
@@ -138,7 +138,7 @@ def test_base32_hash_is_accepted(factory, core):
     node.hello()
     b32 = base64.b32encode(info_hash(1)).decode()
     assert node.send("WANT " + b32) == ["OK WANT " + H1]
-    assert core.swarms[info_hash(1)].peers[node_peer_id("edge-1")].left > 0
+    assert core.swarms[info_hash(1)].get(node_peer_id("edge-1")).seeder is False
 
 
 def test_done_counts_once_and_makes_a_seeder(factory, core):
@@ -149,7 +149,7 @@ def test_done_counts_once_and_makes_a_seeder(factory, core):
     assert node.send("DONE " + H1) == ["OK DONE " + H1]
     swarm = core.swarms[info_hash(1)]
     assert swarm.completed == 1
-    assert swarm.peers[node_peer_id("edge-1")].left == 0
+    assert swarm.get(node_peer_id("edge-1")).seeder
 
 
 def test_drop_leaves_the_swarm(factory, core):
@@ -157,7 +157,7 @@ def test_drop_leaves_the_swarm(factory, core):
     node.hello()
     node.send("HAVE " + H1)
     assert node.send("DROP " + H1) == ["OK DROP " + H1]
-    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)]
     assert node.send("DROP " + H1) == ["OK DROP " + H1]
 
 
@@ -375,7 +375,7 @@ def test_entries_stay_while_connected_without_reannouncing(factory, core, clock)
     node.send("HAVE " + H1)
     for _ in core.expire(1e9, 1000):  # far past any time to live
         pass
-    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)]
 
 
 def test_reconnect_within_grace_loses_nothing(factory, core, clock):
@@ -385,15 +385,15 @@ def test_reconnect_within_grace_loses_nothing(factory, core, clock):
     node.send("WANT " + H2)
     node.drop_connection()
     clock.advance(59)
-    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)]
     again = Node(factory)
     assert again.hello("edge-1", port=8080) == ["OK HELLO edge-1 entries=2"]
     clock.advance(120)
-    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
-    assert node_peer_id("edge-1") in core.swarms[info_hash(2)].peers
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)]
+    assert node_peer_id("edge-1") in core.swarms[info_hash(2)]
     for _ in core.expire(1e9, 1000):  # pinned again: no expiry while connected
         pass
-    assert node_peer_id("edge-1") in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") in core.swarms[info_hash(1)]
 
 
 def test_node_that_stays_away_leaves_after_the_grace_period(factory, core, clock):
@@ -405,7 +405,7 @@ def test_node_that_stays_away_leaves_after_the_grace_period(factory, core, clock
     node.send("HAVE " + H1)
     node.drop_connection()
     clock.advance(60)
-    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)].peers
+    assert node_peer_id("edge-1") not in core.swarms[info_hash(1)]
     assert "edge-1" not in factory.nodes
     watcher.read()
     assert watcher.events[-1] == "* LEAVE %s 10.0.0.1 6881 seeder door=line node=edge-1" % H1
@@ -422,7 +422,7 @@ def test_new_connection_takes_over_a_live_node_id(factory, core):
     assert old.closed
     old.drop_connection()  # the old connection's close must not start a grace period
     assert factory.nodes["edge-1"].grace is None
-    peer = core.swarms[info_hash(1)].peers[node_peer_id("edge-1")]
+    peer = core.swarms[info_hash(1)].get(node_peer_id("edge-1"))
     assert peer.ip == "10.0.0.7"
 
 

@@ -6,7 +6,7 @@ from urllib.parse import quote_from_bytes
 import bencode
 from hypothesis import given, strategies as st
 
-from tracker.core import AnnounceResult, PeerRecord, compact_address
+from tracker.core import AnnounceResult, PeerView, compact_address
 from tracker.doors.query import parse_query, unquote
 from tracker.doors.responses import announce_trailer, encode_announce_compact
 
@@ -51,7 +51,7 @@ def test_parse_query_decodes_escaped_keys():
 
 
 peer_strategy = st.builds(
-    lambda pid, ip, port: PeerRecord(pid, ip, port, compact_address(ip, port), 0, 0, 0, 0.0, "http"),
+    lambda pid, ip, port: PeerView(pid, compact_address(ip, port), False, 0.0, "http"),
     st.binary(min_size=20, max_size=20),
     st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)),
     st.integers(1, 65535),
@@ -68,7 +68,9 @@ peer_strategy = st.builds(
 )
 def test_hand_written_compact_reply_equals_the_codec(peers, complete, incomplete, interval,
                                                       min_interval, external_ip, tracker_id, warning):
-    result = AnnounceResult(complete, incomplete, peers, interval, min_interval)
+    result = AnnounceResult(complete, incomplete,
+                            b"".join(p.compact for p in peers if not p.is_ipv6),
+                            b"".join(p.compact for p in peers if p.is_ipv6), interval, min_interval)
     expected = {
         b"complete": complete, b"incomplete": incomplete, b"interval": interval,
         b"min interval": min_interval, b"external ip": external_ip,

@@ -134,11 +134,11 @@ def test_a_batch_is_written_in_one_transaction_and_restored():
     assert (report.swarms, report.peers) == (2, 3)
     swarm = restored.swarms[info_hash(1)]
     assert swarm.completed == 1 and peer_id(1) in swarm.completed_by
-    assert (len(swarm.seeders), len(swarm.leechers)) == (1, 1)
-    peer = swarm.peers[peer_id(2)]
-    assert (peer.ip, peer.port, peer.left, peer.last_seen, peer.is_ipv6) == (
-        "2001:db8::1", 6881, 5, 100.0, True)
-    assert restored.swarms[info_hash(2)].peers[peer_id(3)].door == "udp"
+    assert (swarm.seeders, swarm.leechers) == (1, 1)
+    peer = swarm.get(peer_id(2))
+    assert (peer.ip, peer.port, peer.seeder, peer.last_seen, peer.is_ipv6) == (
+        "2001:db8::1", 6881, False, 100.0, True)
+    assert restored.swarms[info_hash(2)].get(peer_id(3)).door == "udp"
     assert restored.peer_count == 3
 
 
@@ -169,7 +169,7 @@ def test_restore_drops_peers_past_their_time_to_live():
     restored = make_core(interval_s=100)
     report = store.restore(restored, 600.0)
     assert (report.peers, report.dropped_peers) == (1, 1)
-    assert set(restored.swarms[info_hash(1)].peers) == {peer_id(2)}
+    assert {p.peer_id for p in restored.swarms[info_hash(1)].views()} == {peer_id(2)}
     assert store.conn.execute("SELECT count(*) FROM peers").fetchone() == (1,)
 
 
@@ -230,13 +230,13 @@ def test_restart_round_trip(tmp_path):
     core.announce(announce_request(swarm=2, peer=9, left=0, event=EVENT_COMPLETED), now)
     core.announce(announce_request(swarm=3, peer=9, left=0, event=EVENT_COMPLETED), now)
     core.announce(announce_request(swarm=3, peer=9, event=EVENT_STOPPED), now)
-    before = {h: (len(s.seeders), len(s.leechers), s.completed, sorted(s.peers))
+    before = {h: (s.seeders, s.leechers, s.completed, sorted(p.peer_id for p in s.views()))
               for h, s in core.swarms.items()}
     yield service.stopService()  # a clean stop flushes everything
 
     again = makeService(tracker_config(db), reactor)
     again.startService()
-    after = {h: (len(s.seeders), len(s.leechers), s.completed, sorted(s.peers))
+    after = {h: (s.seeders, s.leechers, s.completed, sorted(p.peer_id for p in s.views()))
              for h, s in again.core.swarms.items()}
     assert after == before
     assert again.core.peer_count == 6

@@ -147,12 +147,12 @@ def test_ipv6_request_gets_18_byte_peers_only(door, transport):
 def test_link_local_client_with_scope(door, transport, core):
     reply = UDPClient(door, transport, ("fe80::7%eth0", 5, 0, 2)).announce(peer=1, port=7000)
     assert "error" not in reply
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "fe80::7"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "fe80::7"
 
 
 def test_ipv4_mapped_client_is_an_ipv4_peer(door, transport, core):
     UDPClient(door, transport, ("::ffff:10.1.1.1", 5, 0, 0)).announce(peer=1, port=7000)
-    peer = core.swarms[info_hash(1)].peers[peer_id(1)]
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
     assert (peer.ip, peer.compact) == ("10.1.1.1", bytes([10, 1, 1, 1]) + b"\x1b\x58")
 
 
@@ -179,13 +179,13 @@ def test_event_codes(client, core, event, effect):
     client.announce(peer=1, left=0 if effect == "completes" else 10)
     client.announce(peer=1, event=event, left=0 if effect == "completes" else 10)
     swarm = core.swarms[info_hash(1)]
-    assert (peer_id(1) in swarm.peers) == (effect != "leaves")
+    assert (peer_id(1) in swarm) == (effect != "leaves")
     assert swarm.completed == (1 if effect == "completes" else 0)
 
 
 def test_peer_comes_in_by_the_udp_door(client, core):
     client.announce()
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].door == "udp"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).door == "udp"
     assert core.stats.announces == {"udp": 1}
 
 
@@ -193,11 +193,11 @@ def test_ip_field_is_ignored_unless_allowed(core, clock, transport):
     door = UDPTrackerProtocol(core, clock, UDPDoorSettings())
     door.makeConnection(transport)
     UDPClient(door, transport).announce(ip=0x01020304)
-    assert core.swarms[info_hash(1)].peers[peer_id(1)].ip == "10.0.0.1"
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.1"
     door = UDPTrackerProtocol(core, clock, UDPDoorSettings(allow_ip_field=True))
     door.makeConnection(transport)
     UDPClient(door, transport).announce(ip=0x01020304, peer=2)
-    assert core.swarms[info_hash(1)].peers[peer_id(2)].ip == "1.2.3.4"
+    assert core.swarms[info_hash(1)].get(peer_id(2)).ip == "1.2.3.4"
 
 
 def test_bep41_url_data_reaches_the_core(client, core, monkeypatch):

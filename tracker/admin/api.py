@@ -7,6 +7,7 @@ browser); a wrong or missing one gets 401 and changes nothing.
 from __future__ import annotations
 
 import heapq
+import itertools
 import hmac
 import ipaddress
 import json
@@ -18,15 +19,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
-from tracker.core.swarm import PeerRecord
+from tracker.core.swarm import PeerView
 from tracker.doors.line import NODE_ID, LineError, parse_info_hash
 
 log = Logger()
 JSON = b"application/json"
 SORT_KEYS: Dict[str, Callable[[Swarm], Any]] = {
-    "peers": lambda s: len(s.peers),
-    "seeders": lambda s: len(s.seeders),
-    "leechers": lambda s: len(s.leechers),
+    "peers": len,
+    "seeders": lambda s: s.seeders,
+    "leechers": lambda s: s.leechers,
     "completed": lambda s: s.completed,
     "first_seen": lambda s: s.first_seen,
 }
@@ -68,10 +69,11 @@ class AdminContext:
             changes.statement(sql, parameters)
 
 
-def peer_json(peer: PeerRecord, line_factory) -> Dict[str, Any]:
-    out = {"peer_id": peer.peer_id.hex(), "ip": peer.ip, "port": peer.port, "left": peer.left,
-           "uploaded": peer.uploaded, "downloaded": peer.downloaded, "door": peer.door,
-           "seeder": peer.left == 0,
+def peer_json(peer: PeerView, line_factory) -> Dict[str, Any]:
+    """A live peer. Its byte counts are not kept in memory: the database has the
+    latest (`tracker-admin --db`)."""
+    out = {"peer_id": peer.peer_id.hex(), "ip": peer.ip, "port": peer.port, "door": peer.door,
+           "seeder": peer.seeder,
            "last_seen": None if peer.last_seen == float("inf") else peer.last_seen}
     if line_factory is not None and peer.door == "line":
         node = line_factory.node_by_peer_id.get(peer.peer_id)
@@ -82,8 +84,9 @@ def peer_json(peer: PeerRecord, line_factory) -> Dict[str, Any]:
 
 
 def swarm_json(swarm: Swarm) -> Dict[str, Any]:
-    return {"info_hash": swarm.info_hash.hex(), "seeders": len(swarm.seeders),
-            "leechers": len(swarm.leechers), "peers": len(swarm.peers),
+    seeders = swarm.seeders
+    return {"info_hash": swarm.info_hash.hex(), "seeders": seeders,
+            "leechers": len(swarm) - seeders, "peers": len(swarm),
             "completed": swarm.completed, "first_seen": swarm.first_seen,
             "name": swarm.name, "size": swarm.size}
 
@@ -227,7 +230,7 @@ class ApiResource(Resource):
         out = swarm_json(swarm)
         limit = self._int_arg(request, "limit", 200, 100_000)
         out["peer_list"] = [peer_json(p, self.context.line_factory)
-                            for p in list(swarm.peers.values())[:limit]]
+                            for p in itertools.islice(swarm.views(), limit)]
         return out
 
     def nodes(self, request: Request) -> Dict[str, Any]:

@@ -214,7 +214,7 @@ def run(args: argparse.Namespace, tracker) -> int:
         head = "%s  seeders %s  leechers %s  completed %s%s" % (
             data["info_hash"], data["seeders"], data["leechers"], data["completed"],
             "  name " + data["name"] if data.get("name") else "")
-        show(data, args, head + "\n" + table(data["peer_list"], ("ip", "port", "door", "left", "node")))
+        show(data, args, head + "\n" + table(data["peer_list"], ("ip", "port", "door", "seeder", "node")))
     elif command == "nodes":
         data = tracker.call("GET", "nodes")
         show(data, args, table(data["nodes"], ("node", "ip", "port", "region", "connected", "entries")))

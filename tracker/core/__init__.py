@@ -6,7 +6,7 @@ from tracker.core.access import MODE_ALLOW, MODE_OPEN, AccessPolicy
 from tracker.core.changes import ChangeBatch, ChangeLog
 from tracker.core.swarm import (
     DOOR_HTTP, DOOR_LINE, DOOR_UDP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED,
-    EVENT_STOPPED, PeerRecord, Swarm, compact_address,
+    EVENT_STOPPED, PeerPool, PeerView, Swarm, address_text, compact_address,
 )
 from tracker.core.tracker import (
     AnnounceRequest, AnnounceResult, ScrapeEntry, TrackerCore, TrackerError,
@@ -16,7 +16,8 @@ from tracker.core.tracker import (
 __all__ = [
     "ChangeBatch", "ChangeLog", "AccessPolicy", "MODE_ALLOW", "MODE_OPEN",
     "DOOR_HTTP", "DOOR_LINE", "DOOR_UDP", "EVENT_COMPLETED", "EVENT_NONE",
-    "EVENT_STARTED", "EVENT_STOPPED", "PeerRecord", "Swarm", "compact_address",
+    "EVENT_STARTED", "EVENT_STOPPED", "PeerPool", "PeerView", "Swarm", "address_text",
+    "compact_address",
     "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",
     "TrackerError", "TrackerSettings", "TrackerStats",
 ]

@@ -2,25 +2,29 @@
 
 The core records into it on every change (a dict assignment, no I/O); the
 store swaps it out every flush interval and writes the batch off the reactor
-thread. Peers are recorded by reference, so a peer that announces ten times
+thread. A peer's row is kept by key, so a peer that announces ten times
 between two flushes is written once, with its latest state.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Set, Tuple
 
-from tracker.core.swarm import PeerRecord, Swarm
+from tracker.core.swarm import Swarm
 
 PeerKey = Tuple[bytes, bytes]  # (info_hash, peer_id)
+# What the store keeps of a peer: (ip, port, left, uploaded, downloaded, last_seen, door)
+PeerRow = Tuple[str, int, int, int, int, float, str]
 
 
 class ChangeBatch:
     """One flush worth of changes."""
 
-    __slots__ = ("peers", "removed", "content", "completions", "totals", "statements", "nodes")
+    __slots__ = ("peers", "seen", "removed", "content", "completions", "totals", "statements", "nodes")
 
     def __init__(self) -> None:
-        self.peers: Dict[PeerKey, PeerRecord] = {}
+        self.peers: Dict[PeerKey, PeerRow] = {}
+        # Peers whose last-seen time alone changed (a CDN node pinned or unpinned).
+        self.seen: Dict[PeerKey, float] = {}
         self.removed: Set[PeerKey] = set()
         self.content: Dict[bytes, Swarm] = {}
         self.completions: List[Tuple[bytes, bytes, float]] = []
@@ -32,7 +36,7 @@ class ChangeBatch:
         self.nodes: Dict[str, Tuple[str, int, object, float]] = {}
 
     def __len__(self) -> int:
-        return (len(self.peers) + len(self.removed) + len(self.content) + len(self.completions)
+        return (len(self.peers) + len(self.seen) + len(self.removed) + len(self.content) + len(self.completions)
                 + len(self.totals) + len(self.statements) + len(self.nodes))
 
 
@@ -45,17 +49,29 @@ class ChangeLog:
     def __len__(self) -> int:
         return len(self._batch)
 
-    def peer_updated(self, info_hash: bytes, peer: PeerRecord) -> None:
-        key = (info_hash, peer.peer_id)
+    def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
+        key = (info_hash, peer_id)
         batch = self._batch
-        batch.peers[key] = peer
+        batch.peers[key] = row
         if batch.removed:
             batch.removed.discard(key)
+        if batch.seen:
+            batch.seen.pop(key, None)
+
+    def peer_seen(self, info_hash: bytes, peer_id: bytes, last_seen: float) -> None:
+        key = (info_hash, peer_id)
+        batch = self._batch
+        row = batch.peers.get(key)
+        if row is not None:
+            batch.peers[key] = row[:5] + (last_seen,) + row[6:]
+        else:
+            batch.seen[key] = last_seen
 
     def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
         key = (info_hash, peer_id)
         batch = self._batch
         batch.peers.pop(key, None)
+        batch.seen.pop(key, None)
         batch.removed.add(key)
 
     def content_changed(self, swarm: Swarm) -> None:
@@ -85,8 +101,11 @@ class ChangeLog:
         for key, peer in batch.peers.items():
             if key not in current.peers and key not in current.removed:
                 current.peers[key] = peer
+        for key, seen in batch.seen.items():
+            if key not in current.peers and key not in current.removed:
+                current.seen.setdefault(key, seen)
         for key in batch.removed:
-            if key not in current.peers:
+            if key not in current.peers and key not in current.seen:
                 current.removed.add(key)
         for info_hash, swarm in batch.content.items():
             current.content.setdefault(info_hash, swarm)

@@ -1,9 +1,34 @@
-"""Swarms and peer records: the in-memory state the tracker coordinates."""
+"""Swarms and their peers, packed: the in-memory state the tracker coordinates.
+
+A million peers must fit in little memory, so a peer is not an object. Each
+swarm keeps one `PeerPool` per address family, and a pool keeps its peers as
+fixed-width records in four parallel buffers:
+
+    ids    bytearray   20 bytes a peer (the peer id)
+    addrs  bytearray    6 bytes a peer (IPv4) or 18 (IPv6): BEP 23 / BEP 7 compact form
+    seen   array('d')   8 bytes a peer (last announce; +inf while a CDN node pins it)
+    doors  bytearray    1 byte a peer (which door it came in by)
+
+Seeders occupy positions [0, seeders) and leechers [seeders, len). A new peer
+goes to a random position of its part (the peer it displaces moves to the
+end), and a removed peer's place is taken by the last of its part, so each
+part stays in uniformly random order. A random sample is then a window at a
+random start: one to three slices of `addrs`, already in the wire format.
+
+Finding a peer by id scans `ids` with `bytearray.find` (well under a
+microsecond for a hundred peers); a pool of more than `INDEX_AT` peers keeps
+a dict from id to position as well.
+
+What the tracker does not need to answer requests (uploaded, downloaded,
+left, the address as text) is not kept here: the change log carries it to
+the store, and `PeerView` rebuilds the text form when someone asks.
+"""
 from __future__ import annotations
 
 import random
 import socket
-from typing import Dict, List, Optional, Set
+from array import array
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 # Event codes use BEP 15's numbering so the UDP door maps them directly.
 EVENT_NONE = 0
@@ -11,10 +36,16 @@ EVENT_COMPLETED = 1
 EVENT_STARTED = 2
 EVENT_STOPPED = 3
 
-# The door a peer came in by.
+# The door a peer came in by, and its one-byte code in a pool.
 DOOR_HTTP = "http"
 DOOR_UDP = "udp"
 DOOR_LINE = "line"
+DOOR_NAMES = (DOOR_HTTP, DOOR_UDP, DOOR_LINE)
+DOOR_CODES = {name: code for code, name in enumerate(DOOR_NAMES)}
+
+ID_WIDTH = 20
+# A pool this large keeps an id -> position dict; it drops it below half that.
+INDEX_AT = 128
 
 
 def compact_address(ip: str, port: int) -> bytes:
@@ -23,50 +54,256 @@ def compact_address(ip: str, port: int) -> bytes:
     return socket.inet_pton(family, ip) + port.to_bytes(2, "big")
 
 
-class PeerRecord:
-    """One peer in one swarm. `compact` is encoded once, when the address changes."""
+def address_text(compact: bytes) -> Tuple[str, int]:
+    """(ip, port) back from a compact address."""
+    family = socket.AF_INET if len(compact) == 6 else socket.AF_INET6
+    return socket.inet_ntop(family, compact[:-2]), int.from_bytes(compact[-2:], "big")
 
-    __slots__ = (
-        "peer_id", "ip", "port", "compact", "left", "uploaded", "downloaded",
-        "last_seen", "door", "slot",
-    )
 
-    def __init__(self, peer_id: bytes, ip: str, port: int, compact: bytes,
-                 left: int, uploaded: int, downloaded: int, last_seen: float,
+class PeerView:
+    """A snapshot of one peer, made on demand (events, PEERS, the admin API).
+
+    It is a copy: changing the swarm afterwards does not change it."""
+
+    __slots__ = ("peer_id", "compact", "seeder", "last_seen", "door")
+
+    def __init__(self, peer_id: bytes, compact: bytes, seeder: bool, last_seen: float,
                  door: str) -> None:
         self.peer_id = peer_id
-        self.ip = ip
-        self.port = port
         self.compact = compact
-        self.left = left
-        self.uploaded = uploaded
-        self.downloaded = downloaded
+        self.seeder = seeder
         self.last_seen = last_seen
         self.door = door
-        # Position in the swarm's seeder or leecher list (for O(1) removal).
-        self.slot = -1
 
     @property
-    def is_seeder(self) -> bool:
-        return self.left == 0
+    def ip(self) -> str:
+        return address_text(self.compact)[0]
+
+    @property
+    def port(self) -> int:
+        return int.from_bytes(self.compact[-2:], "big")
 
     @property
     def is_ipv6(self) -> bool:
         return len(self.compact) == 18
 
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, PeerView) and self.peer_id == other.peer_id
+                and self.compact == other.compact and self.seeder == other.seeder)
+
+    def __hash__(self) -> int:
+        return hash(self.peer_id)
+
     def __repr__(self) -> str:
-        return "PeerRecord(%r, %s:%d, left=%d)" % (self.peer_id, self.ip, self.port, self.left)
+        return "PeerView(%r, %s:%d, %s)" % (self.peer_id, self.ip, self.port,
+                                            "seeder" if self.seeder else "leecher")
+
+
+class PeerPool:
+    """The peers of one swarm and one address family, as packed records."""
+
+    __slots__ = ("width", "ids", "addrs", "seen", "doors", "seeders", "index")
+
+    def __init__(self, width: int) -> None:
+        self.width = width  # bytes of a compact address: 6 or 18
+        self.ids = bytearray()
+        self.addrs = bytearray()
+        self.seen = array("d")
+        self.doors = bytearray()
+        self.seeders = 0
+        self.index: Optional[Dict[bytes, int]] = None
+
+    def __len__(self) -> int:
+        return len(self.doors)
+
+    @property
+    def leechers(self) -> int:
+        return len(self.doors) - self.seeders
+
+    def find(self, peer_id: bytes) -> int:
+        """The position of a peer, or -1."""
+        index = self.index
+        if index is not None:
+            return index.get(peer_id, -1)
+        ids = self.ids
+        at = ids.find(peer_id)
+        while at > 0 and at % ID_WIDTH:
+            # Matched across two records: look on.
+            at = ids.find(peer_id, at + 1)
+        return at // ID_WIDTH if at >= 0 else -1
+
+    def peer_id(self, pos: int) -> bytes:
+        return bytes(self.ids[pos * ID_WIDTH:(pos + 1) * ID_WIDTH])
+
+    def compact(self, pos: int) -> bytes:
+        w = self.width
+        return bytes(self.addrs[pos * w:(pos + 1) * w])
+
+    def view(self, pos: int) -> PeerView:
+        return PeerView(self.peer_id(pos), self.compact(pos), pos < self.seeders,
+                        self.seen[pos], DOOR_NAMES[self.doors[pos]])
+
+    # -- changing --------------------------------------------------------------------------
+
+    def add(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool,
+            rng: random.Random) -> int:
+        """Put a new peer at a random position of its part; returns the position."""
+        end = len(self.doors)
+        self.ids += peer_id
+        self.addrs += compact
+        self.seen.append(seen)
+        self.doors.append(door)
+        index = self.index
+        if index is not None:
+            index[peer_id] = end
+        elif end + 1 > INDEX_AT:
+            self._build_index()
+        if seeder:
+            # The first leecher moves to the end, the new seeder to a random seeder place.
+            boundary = self.seeders
+            self._swap(end, boundary)
+            self.seeders = boundary + 1
+            target = int(rng.random() * (boundary + 1))
+            self._swap(boundary, target)
+            return target
+        pos = self.seeders + int(rng.random() * (end - self.seeders + 1))
+        if pos < end:
+            self._swap(end, pos)
+        return pos
+
+    def remove(self, pos: int) -> None:
+        last = len(self.doors) - 1
+        removed_id = self.peer_id(pos) if self.index is not None else b""
+        if pos < self.seeders:
+            boundary = self.seeders - 1
+            if pos != boundary:
+                self._move(boundary, pos)
+            if boundary != last:
+                self._move(last, boundary)
+            self.seeders = boundary
+        elif pos != last:
+            self._move(last, pos)
+        w = self.width
+        del self.ids[-ID_WIDTH:]
+        del self.addrs[-w:]
+        self.seen.pop()
+        del self.doors[-1:]
+        index = self.index
+        if index is not None:
+            del index[removed_id]
+            if last < INDEX_AT // 2:
+                self.index = None
+
+    def set_seeder(self, pos: int, seeder: bool, rng: random.Random) -> int:
+        """Move a peer between the seeder and leecher parts; returns its new position."""
+        boundary = self.seeders
+        if seeder and pos >= boundary:
+            self._swap(pos, boundary)
+            self.seeders = boundary + 1
+            target = int(rng.random() * (boundary + 1))
+            self._swap(boundary, target)
+            return target
+        if not seeder and pos < boundary:
+            boundary -= 1
+            self._swap(pos, boundary)
+            self.seeders = boundary
+            target = boundary + int(rng.random() * (len(self.doors) - boundary))
+            self._swap(boundary, target)
+            return target
+        return pos
+
+    def set_compact(self, pos: int, compact: bytes) -> None:
+        w = self.width
+        self.addrs[pos * w:(pos + 1) * w] = compact
+
+    def _move(self, src: int, dst: int) -> None:
+        """Copy record `src` over record `dst` (whose peer is going away)."""
+        w = self.width
+        moved_id = self.ids[src * ID_WIDTH:(src + 1) * ID_WIDTH]
+        self.ids[dst * ID_WIDTH:(dst + 1) * ID_WIDTH] = moved_id
+        self.addrs[dst * w:(dst + 1) * w] = self.addrs[src * w:(src + 1) * w]
+        self.seen[dst] = self.seen[src]
+        self.doors[dst] = self.doors[src]
+        if self.index is not None:
+            self.index[bytes(moved_id)] = dst
+
+    def _swap(self, a: int, b: int) -> None:
+        if a == b:
+            return
+        w = self.width
+        ids, addrs, seen, doors = self.ids, self.addrs, self.seen, self.doors
+        ia, ib = slice(a * ID_WIDTH, (a + 1) * ID_WIDTH), slice(b * ID_WIDTH, (b + 1) * ID_WIDTH)
+        id_a, id_b = ids[ia], ids[ib]
+        ids[ia], ids[ib] = id_b, id_a
+        aa, ab = slice(a * w, (a + 1) * w), slice(b * w, (b + 1) * w)
+        addrs[aa], addrs[ab] = addrs[ab], addrs[aa]
+        seen[a], seen[b] = seen[b], seen[a]
+        doors[a], doors[b] = doors[b], doors[a]
+        if self.index is not None:
+            self.index[bytes(id_a)] = b
+            self.index[bytes(id_b)] = a
+
+    def _build_index(self) -> None:
+        ids = self.ids
+        self.index = {bytes(ids[i:i + ID_WIDTH]): i // ID_WIDTH
+                      for i in range(0, len(ids), ID_WIDTH)}
+
+    # -- sampling ----------------------------------------------------------------------
+
+    def window(self, lo: int, hi: int, count: int, skip: int,
+               rng: random.Random) -> List[Tuple[int, int]]:
+        """Position ranges holding `count` peers of [lo, hi) without `skip`
+        (-1: none): all of them when there are no more, else a window at a
+        random start that wraps round. At most four ranges.
+
+        The window is laid over the range with `skip` taken out, so every
+        other peer is in it with the same chance, count / (peers - 1)."""
+        if not lo <= skip < hi:
+            skip = -1
+        size = hi - lo - (skip >= 0)
+        if count <= 0 or size <= 0:
+            return []
+        if count >= size:
+            start, end = 0, size
+        else:
+            start = int(rng.random() * size)
+            if start >= size:
+                start = size - 1
+            end = start + count
+        # Virtual positions [start, end) round [0, size), then back to real ones.
+        virtual = [(start, end)] if end <= size else [(start, size), (0, end - size)]
+        if skip < 0:
+            return [(lo + a, lo + b) for a, b in virtual]
+        cut = skip - lo
+        out = []
+        for a, b in virtual:
+            if b <= cut:
+                out.append((lo + a, lo + b))
+            elif a >= cut:
+                out.append((lo + a + 1, lo + b + 1))
+            else:
+                out.append((lo + a, skip))
+                out.append((skip + 1, lo + b + 1))
+        return out
+
+    def compact_of(self, ranges: List[Tuple[int, int]]) -> bytes:
+        w = self.width
+        addrs = self.addrs
+        if len(ranges) == 1:
+            a, b = ranges[0]
+            return bytes(addrs[a * w:b * w])
+        return b"".join([addrs[a * w:b * w] for a, b in ranges])
+
+    def views_of(self, ranges: List[Tuple[int, int]]) -> List[PeerView]:
+        return [self.view(pos) for a, b in ranges for pos in range(a, b)]
 
 
 class Swarm:
-    """The peers of one piece of content, split into seeders and leechers.
+    """The peers of one piece of content: an IPv4 pool, an IPv6 pool when an
+    IPv6 peer has come, and the completion count."""
 
-    Both lists are kept dense (removal swaps the last element into the gap)
-    so that a uniform random sample is a handful of index look-ups.
-    """
-
-    __slots__ = ("info_hash", "peers", "seeders", "leechers", "completed", "completed_by",
-                 "first_seen", "name", "size")
+    __slots__ = ("info_hash", "v4", "v6", "completed", "completed_by", "first_seen",
+                 "name", "size")
 
     def __init__(self, info_hash: bytes, first_seen: float = 0.0) -> None:
         self.info_hash = info_hash
@@ -74,32 +311,61 @@ class Swarm:
         # Metadata that line-protocol nodes may give (HAVE name=... size=...).
         self.name: Optional[str] = None
         self.size: Optional[int] = None
-        self.peers: Dict[bytes, PeerRecord] = {}
-        self.seeders: List[PeerRecord] = []
-        self.leechers: List[PeerRecord] = []
+        self.v4 = PeerPool(6)
+        self.v6: Optional[PeerPool] = None
         self.completed = 0
         # Peer ids that have been counted as completed, so each counts once.
         self.completed_by: Set[bytes] = set()
 
     def __len__(self) -> int:
-        return len(self.peers)
+        v6 = self.v6
+        return len(self.v4.doors) + (len(v6.doors) if v6 is not None else 0)
 
-    def add(self, peer: PeerRecord) -> None:
-        self.peers[peer.peer_id] = peer
-        self._attach(peer)
+    def __bool__(self) -> bool:
+        return True
 
-    def remove(self, peer: PeerRecord) -> None:
-        del self.peers[peer.peer_id]
-        self._detach(peer)
+    @property
+    def seeders(self) -> int:
+        v6 = self.v6
+        return self.v4.seeders + (v6.seeders if v6 is not None else 0)
 
-    def set_left(self, peer: PeerRecord, left: int) -> None:
-        """Update `left`, moving the peer between seeders and leechers if needed."""
-        if (left == 0) != (peer.left == 0):
-            self._detach(peer)
-            peer.left = left
-            self._attach(peer)
-        else:
-            peer.left = left
+    @property
+    def leechers(self) -> int:
+        return len(self) - self.seeders
+
+    def pools(self) -> List[PeerPool]:
+        return [self.v4] if self.v6 is None else [self.v4, self.v6]
+
+    def pool_for(self, compact: bytes) -> PeerPool:
+        if len(compact) == 6:
+            return self.v4
+        if self.v6 is None:
+            self.v6 = PeerPool(18)
+        return self.v6
+
+    def locate(self, peer_id: bytes) -> Tuple[Optional[PeerPool], int]:
+        """(pool, position) of a peer, or (None, -1)."""
+        pos = self.v4.find(peer_id)
+        if pos >= 0:
+            return self.v4, pos
+        v6 = self.v6
+        if v6 is not None:
+            pos = v6.find(peer_id)
+            if pos >= 0:
+                return v6, pos
+        return None, -1
+
+    def get(self, peer_id: bytes) -> Optional[PeerView]:
+        pool, pos = self.locate(peer_id)
+        return pool.view(pos) if pool is not None else None
+
+    def __contains__(self, peer_id: bytes) -> bool:
+        return self.locate(peer_id)[0] is not None
+
+    def views(self) -> Iterator[PeerView]:
+        for pool in self.pools():
+            for pos in range(len(pool.doors)):
+                yield pool.view(pos)
 
     def mark_completed(self, peer_id: bytes) -> bool:
         """Count a completion once per peer id; True if it was counted now."""
@@ -109,42 +375,32 @@ class Swarm:
         self.completed += 1
         return True
 
-    def _attach(self, peer: PeerRecord) -> None:
-        pool = self.seeders if peer.left == 0 else self.leechers
-        peer.slot = len(pool)
-        pool.append(peer)
-
-    def _detach(self, peer: PeerRecord) -> None:
-        pool = self.seeders if peer.left == 0 else self.leechers
-        last = pool.pop()
-        if last is not peer:
-            pool[peer.slot] = last
-            last.slot = peer.slot
-        peer.slot = -1
-
-    def select(self, requester: Optional[PeerRecord], numwant: int,
-               rng: random.Random) -> List[PeerRecord]:
-        """Up to `numwant` peers for `requester`: a uniform random sample, never
-        the requester itself, and no seeders when the requester is a seeder."""
+    def sample(self, numwant: int, requester: Optional[PeerPool], requester_pos: int,
+               seeder: bool, family: int, rng: random.Random
+               ) -> List[Tuple[PeerPool, List[Tuple[int, int]]]]:
+        """Up to `numwant` peers: a random sample, never the requester, no
+        seeders for a seeder. `family` 4 or 6 takes that family only, 0 both
+        (split between them in proportion). Returns (pool, ranges) pairs."""
         if numwant <= 0:
             return []
-        leechers = self.leechers
-        seeders = [] if requester is not None and requester.left == 0 else self.seeders
-        n_seeders = len(seeders)
-        total = n_seeders + len(leechers)
-        if total <= numwant + 1:
-            chosen = seeders + leechers
-            if requester is not None and requester.slot >= 0:
-                try:
-                    chosen.remove(requester)
-                except ValueError:
-                    pass
-            return chosen[:numwant]
-        # Draw one extra so that dropping the requester still leaves numwant.
-        out = []
-        for i in rng.sample(range(total), numwant + 1):
-            peer = seeders[i] if i < n_seeders else leechers[i - n_seeders]
-            if peer is not requester:
-                out.append(peer)
-        del out[numwant:]
-        return out
+        picks = []
+        for pool in self.pools():
+            if family and pool.width != (6 if family == 4 else 18):
+                continue
+            lo = pool.seeders if seeder else 0
+            hi = len(pool.doors)
+            skip = requester_pos if requester is pool else -1
+            available = hi - lo - (lo <= skip < hi)
+            if available > 0:
+                picks.append([pool, lo, hi, skip, available])
+        if len(picks) == 2:
+            total = picks[0][4] + picks[1][4]
+            if total > numwant:
+                first = int(numwant * picks[0][4] / total + rng.random())
+                first = max(numwant - picks[1][4], min(first, picks[0][4]))
+                picks[0][4] = first
+                picks[1][4] = numwant - first
+        elif picks and picks[0][4] > numwant:
+            picks[0][4] = numwant
+        return [(pool, pool.window(lo, hi, count, skip, rng))
+                for pool, lo, hi, skip, count in picks]

@@ -5,6 +5,7 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
+import socket
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
@@ -14,7 +15,7 @@ from tracker.core.changes import ChangeLog
 if TYPE_CHECKING:
     from tracker.core.access import AccessPolicy
 from tracker.core.swarm import (
-    EVENT_COMPLETED, EVENT_STOPPED, PeerRecord, Swarm, compact_address,
+    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, PeerPool, PeerView, Swarm,
 )
 
 MINUTE = 60
@@ -64,15 +65,29 @@ class AnnounceRequest:
     # BEP 41 URL data of a UDP announce (path and query of the announce URL),
     # carried for features such as passkeys; the core does not read it yet.
     url_data = attr.ib(default=b"")  # type: bytes
+    # Which peers to return: 4 or 6 for one address family (UDP), 0 for both.
+    family = attr.ib(default=0)  # type: int
+    # False when the client wants BEP 3's list of dicts: the result then has peer_list.
+    compact = attr.ib(default=True)  # type: bool
 
 
 @attr.s(slots=True)
 class AnnounceResult:
+    """Counts and the peers chosen, in compact form: `peers` IPv4 (6 bytes
+    each), `peers6` IPv6 (18 bytes each); `peer_list` only for a request that
+    is not compact."""
+
     complete = attr.ib()  # type: int
     incomplete = attr.ib()  # type: int
-    peers = attr.ib()  # type: List[PeerRecord]
+    peers = attr.ib()  # type: bytes
+    peers6 = attr.ib()  # type: bytes
     interval_s = attr.ib()  # type: int
     min_interval_s = attr.ib()  # type: int
+    peer_list = attr.ib(default=None)  # type: Optional[List[PeerView]]
+
+    @property
+    def peer_count(self) -> int:
+        return len(self.peers) // 6 + len(self.peers6) // 18
 
 
 @attr.s(slots=True, frozen=True)
@@ -103,11 +118,15 @@ MAX_COUNTER = 2 ** 63 - 1
 class SwarmWatcher(Protocol):
     """Told when a peer joins or leaves a watched swarm, whatever door it used."""
 
-    def swarm_changed(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None: ...
+    def swarm_changed(self, info_hash: bytes, peer: PeerView, joined: bool) -> None: ...
 
 
-# Stands in for a seeder that asks for peers without being in the swarm.
-_SEEDER_PROBE = PeerRecord(b"", "0.0.0.0", 0, b"", 0, 0, 0, 0.0, "")
+# Packed addresses of the IP strings seen lately (cleared when it grows past this).
+PACKED_IP_CACHE = 65536
+
+
+def pack_ip(ip: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
 class TrackerCore:
@@ -131,6 +150,16 @@ class TrackerCore:
         self._scrape_zero = ScrapeEntry(0, 0, 0)
         # Swarm watchers (the line door's SUBSCRIBE): info_hash -> listeners.
         self._watchers: Dict[bytes, Set[SwarmWatcher]] = {}
+        self._packed_ips: Dict[str, bytes] = {}
+
+    def compact_address(self, ip: str, port: int) -> bytes:
+        """BEP 23 / BEP 7 compact form, the address part remembered per IP."""
+        packed = self._packed_ips.get(ip)
+        if packed is None:
+            if len(self._packed_ips) >= PACKED_IP_CACHE:
+                self._packed_ips.clear()
+            packed = self._packed_ips[ip] = pack_ip(ip)
+        return packed + port.to_bytes(2, "big")
 
     # -- announce -----------------------------------------------------------
 
@@ -162,63 +191,78 @@ class TrackerCore:
         swarm = self.swarms.get(req.info_hash)
         if req.event == EVENT_STOPPED:
             if swarm is None:
-                return AnnounceResult(0, 0, [], settings.interval_s, settings.min_interval_s)
-            peer = swarm.peers.get(req.peer_id)
-            if peer is not None:
-                self._remove(swarm, peer)
-            return AnnounceResult(len(swarm.seeders), len(swarm.leechers), [],
+                return AnnounceResult(0, 0, b"", b"", settings.interval_s, settings.min_interval_s)
+            pool, pos = swarm.locate(req.peer_id)
+            if pool is not None:
+                self._remove(swarm, pool, pos)
+            return AnnounceResult(swarm.seeders, swarm.leechers, b"", b"",
                                   settings.interval_s, settings.min_interval_s)
 
+        compact = self.compact_address(req.ip, req.port)
+        seeder = req.left == 0
         changes = self.changes
         if swarm is None:
             swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, now)
-            peer = None
+            pool, pos = None, -1
             if changes is not None:
                 changes.content_changed(swarm)
         else:
-            peer = swarm.peers.get(req.peer_id)
-        if peer is None:
-            peer = PeerRecord(req.peer_id, req.ip, req.port, compact_address(req.ip, req.port),
-                              req.left, req.uploaded, req.downloaded, now, req.door)
-            swarm.add(peer)
+            pool, pos = swarm.locate(req.peer_id)
+        if pool is not None and pool.width != len(compact):
+            # The peer moved to the other address family.
+            pool.remove(pos)
+            self.peer_count -= 1
+            pool = None
+        if pool is None:
+            pool = swarm.pool_for(compact)
+            pos = pool.add(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, self._rng)
             self.peer_count += 1
             if self._watchers:
-                self._notify(req.info_hash, peer, True)
+                self._notify(req.info_hash, pool.view(pos), True)
         else:
-            if peer.port != req.port or peer.ip != req.ip:
-                peer.ip = req.ip
-                peer.port = req.port
-                peer.compact = compact_address(req.ip, req.port)
-            if peer.left != req.left:
-                swarm.set_left(peer, req.left)
-            peer.uploaded = req.uploaded
-            peer.downloaded = req.downloaded
-            peer.last_seen = now
-            peer.door = req.door
+            width = pool.width
+            if pool.addrs[pos * width:(pos + 1) * width] != compact:
+                pool.set_compact(pos, compact)
+            if (pos < pool.seeders) != seeder:
+                pos = pool.set_seeder(pos, seeder, self._rng)
+            pool.seen[pos] = now
+            pool.doors[pos] = DOOR_CODES[req.door]
         if req.event == EVENT_COMPLETED and swarm.mark_completed(req.peer_id) and changes is not None:
             changes.completed(swarm, req.peer_id, now)
         if changes is not None:
-            changes.peer_updated(req.info_hash, peer)
-        return AnnounceResult(len(swarm.seeders), len(swarm.leechers),
-                              swarm.select(peer, numwant, self._rng),
-                              settings.interval_s, settings.min_interval_s)
+            changes.peer_updated(req.info_hash, req.peer_id, (
+                req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
+        result = AnnounceResult(swarm.seeders, swarm.leechers, b"", b"",
+                                settings.interval_s, settings.min_interval_s)
+        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, self._rng):
+            if not req.compact:
+                result.peer_list = (result.peer_list or []) + chosen.views_of(ranges)
+            elif chosen.width == 6:
+                result.peers = chosen.compact_of(ranges)
+            else:
+                result.peers6 = chosen.compact_of(ranges)
+        return result
 
-    def _remove(self, swarm: Swarm, peer: PeerRecord) -> None:
-        swarm.remove(peer)
+    def _remove(self, swarm: Swarm, pool: PeerPool, pos: int) -> None:
+        peer = pool.view(pos) if self._watchers else None
+        peer_id = pool.peer_id(pos)
+        pool.remove(pos)
         self.peer_count -= 1
         if self.changes is not None:
-            self.changes.peer_removed(swarm.info_hash, peer.peer_id)
-        if self._watchers:
+            self.changes.peer_removed(swarm.info_hash, peer_id)
+        if peer is not None:
             self._notify(swarm.info_hash, peer, False)
 
     def remove_peer(self, info_hash: bytes, peer_id: bytes) -> bool:
         """Take a peer out of a swarm (a node dropping content, or its grace
         period ending); True if it was there."""
         swarm = self.swarms.get(info_hash)
-        peer = swarm.peers.get(peer_id) if swarm is not None else None
-        if peer is None:
+        if swarm is None:
             return False
-        self._remove(swarm, peer)
+        pool, pos = swarm.locate(peer_id)
+        if pool is None:
+            return False
+        self._remove(swarm, pool, pos)
         return True
 
     def drop_swarm(self, info_hash: bytes) -> int:
@@ -226,35 +270,42 @@ class TrackerCore:
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return 0
-        peers = list(swarm.peers.values())
-        for peer in peers:
-            self._remove(swarm, peer)
+        count = 0
+        for pool in swarm.pools():
+            while len(pool):
+                self._remove(swarm, pool, len(pool) - 1)
+                count += 1
         if not swarm.completed:
             del self.swarms[info_hash]
-        return len(peers)
+        return count
 
     def pin(self, info_hash: bytes, peer_id: bytes, until: float) -> None:
         """Set a peer's last-seen time: the line door pins its nodes' entries at
         infinity while they are connected (no re-announcing needed) and back
         to the disconnect time when they leave."""
         swarm = self.swarms.get(info_hash)
-        peer = swarm.peers.get(peer_id) if swarm is not None else None
-        if peer is not None:
-            peer.last_seen = until
+        if swarm is None:
+            return
+        pool, pos = swarm.locate(peer_id)
+        if pool is not None:
+            pool.seen[pos] = until
             if self.changes is not None:
-                self.changes.peer_updated(info_hash, peer)
+                self.changes.peer_seen(info_hash, peer_id, until)
 
     def peers(self, info_hash: bytes, numwant: int, requester_id: Optional[bytes] = None,
-              seeder: bool = False) -> List[PeerRecord]:
-        """A sample of a swarm's peers without announcing (the line door's PEERS)."""
+              seeder: bool = False) -> List[PeerView]:
+        """A sample of a swarm's peers without announcing (the line door's PEERS).
+        A requester in the swarm is left out; a seeder gets no seeders."""
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return []
-        requester = swarm.peers.get(requester_id) if requester_id is not None else None
-        if requester is None and seeder:
-            # A seeder that is not in the swarm still gets no seeders.
-            return swarm.select(_SEEDER_PROBE, numwant, self._rng)
-        return swarm.select(requester, numwant, self._rng)
+        pool, pos = swarm.locate(requester_id) if requester_id is not None else (None, -1)
+        if pool is not None:
+            seeder = pos < pool.seeders
+        out: List[PeerView] = []
+        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, 0, self._rng):
+            out.extend(chosen.views_of(ranges))
+        return out
 
     # -- watching swarms ------------------------------------------------------
 
@@ -268,7 +319,7 @@ class TrackerCore:
             if not watchers:
                 del self._watchers[info_hash]
 
-    def _notify(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None:
+    def _notify(self, info_hash: bytes, peer: PeerView, joined: bool) -> None:
         watchers = self._watchers.get(info_hash)
         if watchers:
             for watcher in list(watchers):
@@ -294,7 +345,8 @@ class TrackerCore:
             if swarm is None:
                 out[h] = self._scrape_zero
             else:
-                out[h] = ScrapeEntry(len(swarm.seeders), swarm.completed, len(swarm.leechers))
+                seeders = swarm.seeders
+                out[h] = ScrapeEntry(seeders, swarm.completed, len(swarm) - seeders)
         return out
 
     # -- expiry -------------------------------------------------------------
@@ -312,15 +364,23 @@ class TrackerCore:
             swarm = self.swarms.get(info_hash)
             if swarm is None:
                 continue
-            for peer in list(swarm.peers.values()):
-                examined += 1
-                if peer.last_seen < cutoff and swarm.peers.get(peer.peer_id) is peer:
-                    self._remove(swarm, peer)
-                    removed += 1
-                if examined >= budget:
-                    examined = 0
-                    yield removed
-            if not swarm.peers and not swarm.completed and self.swarms.get(info_hash) is swarm:
+            for pool in swarm.pools():
+                # From the end down: a removal moves a later peer into the gap,
+                # and every later peer has been looked at already.
+                pos = len(pool) - 1
+                while pos >= 0:
+                    if pool.seen[pos] < cutoff:
+                        self._remove(swarm, pool, pos)
+                        removed += 1
+                    examined += 1
+                    pos -= 1
+                    if examined >= budget:
+                        examined = 0
+                        yield removed
+                        if self.swarms.get(info_hash) is not swarm:
+                            break
+                        pos = min(pos, len(pool) - 1)
+            if not len(swarm) and not swarm.completed and self.swarms.get(info_hash) is swarm:
                 del self.swarms[info_hash]
         self.stats.expired_peers += removed
         yield removed
@@ -353,9 +413,13 @@ class TrackerCore:
             self.changes.content_changed(swarm)
         return swarm
 
-    def restore_peer(self, swarm: Swarm, peer: PeerRecord) -> None:
-        if peer.peer_id not in swarm.peers:
-            swarm.add(peer)
+    def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
+                     last_seen: float, door: str) -> None:
+        """Put back a peer read from the store (nothing is recorded as changed)."""
+        if peer_id not in swarm:
+            compact = self.compact_address(ip, port)
+            swarm.pool_for(compact).add(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
+                                        left == 0, self._rng)
             self.peer_count += 1
 
     # -- figures --------------------------------------------------------------
@@ -363,7 +427,8 @@ class TrackerCore:
     def totals(self) -> Dict[str, int]:
         seeders = leechers = 0
         for swarm in self.swarms.values():
-            seeders += len(swarm.seeders)
-            leechers += len(swarm.leechers)
+            count = swarm.seeders
+            seeders += count
+            leechers += len(swarm) - count
         return {"swarms": len(self.swarms), "peers": self.peer_count,
                 "seeders": seeders, "leechers": leechers}

@@ -348,11 +348,13 @@ class HTTPTrackerProtocol(Protocol):
                 unquote_cached(info_hash), unquote_cached(peer_id), ip, int(port),
                 _counter(params, b"uploaded", 0), _counter(params, b"downloaded", 0),
                 _counter(params, b"left", None), event, numwant, DOOR_HTTP)
+            if params.get(b"compact") == b"0":
+                request.compact = False
             result = core.announce(request, self.factory.clock.seconds())
         except TrackerError as error:
             core.stats.count_failure(error.code)
             return encode_failure(error.message)
-        if params.get(b"compact") == b"0":
+        if not request.compact:
             settings = self.settings
             return encode_announce_dicts(result, external_ip, _number(params, b"no_peer_id") == b"1",
                                          settings.tracker_id, settings.warning_message)

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 
 from tracker.core import (
-    DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerRecord, TrackerCore,
+    DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerView, TrackerCore,
     TrackerError, compact_address,
 )
 from tracker.doors.http import normalise_ip
@@ -202,7 +202,7 @@ class LineTrackerProtocol(LineReceiver):
 
     # -- events -------------------------------------------------------------------------
 
-    def swarm_changed(self, info_hash: bytes, peer: PeerRecord, joined: bool) -> None:
+    def swarm_changed(self, info_hash: bytes, peer: PeerView, joined: bool) -> None:
         session = self.session
         if session is not None and peer.peer_id == session.peer_id:
             return  # a node is not told about its own entries
@@ -486,22 +486,22 @@ class LineTrackerFactory(Factory):
 
     # -- answers ------------------------------------------------------------------------
 
-    def peers_for(self, session: NodeSession, info_hash: bytes, numwant: int) -> List[PeerRecord]:
+    def peers_for(self, session: NodeSession, info_hash: bytes, numwant: int) -> List[PeerView]:
         """Same-region nodes first, then a random sample of everyone else."""
         if numwant <= 0:
             return []
         swarm = self.core.swarms.get(info_hash)
         if swarm is None:
             return []
-        me = swarm.peers.get(session.peer_id)
-        seeder = me is not None and me.left == 0
-        first: List[PeerRecord] = []
+        me = swarm.get(session.peer_id)
+        seeder = me is not None and me.seeder
+        first: List[PeerView] = []
         if session.region:
             for node in self.swarm_nodes.get(info_hash, ()):
                 if node is session or node.region != session.region:
                     continue
-                peer = swarm.peers.get(node.peer_id)
-                if peer is not None and not (seeder and peer.left == 0):
+                peer = swarm.get(node.peer_id)
+                if peer is not None and not (seeder and peer.seeder):
                     first.append(peer)
                     if len(first) == numwant:
                         return first
@@ -510,8 +510,8 @@ class LineTrackerFactory(Factory):
                 if p.peer_id not in chosen]
         return first + rest[:numwant - len(first)]
 
-    def describe_peer(self, peer: PeerRecord) -> str:
-        text = "%s %d %s door=%s" % (peer.ip, peer.port, "seeder" if peer.left == 0 else "leecher",
+    def describe_peer(self, peer: PeerView) -> str:
+        text = "%s %d %s door=%s" % (peer.ip, peer.port, "seeder" if peer.seeder else "leecher",
                                      peer.door)
         node = self.node_by_peer_id.get(peer.peer_id) if peer.door == DOOR_LINE else None
         if node is not None:

@@ -31,12 +31,8 @@ def encode_announce_compact(result: AnnounceResult, external_ip: bytes,
                             trailer: bytes = b"") -> bytes:
     """BEP 23 compact peers (IPv4) and BEP 7 `peers6` (IPv6), plus BEP 24's
     `external ip`. `trailer` comes from `announce_trailer`."""
-    peers = b"".join([peer.compact for peer in result.peers])
-    v6 = None
-    if len(peers) != 6 * len(result.peers):
-        # Some IPv6 peers (18 bytes each): split the families (BEP 7).
-        peers = b"".join([p.compact for p in result.peers if len(p.compact) == 6])
-        v6 = b"".join([p.compact for p in result.peers if len(p.compact) != 6])
+    peers = result.peers
+    v6 = result.peers6
     head = (b"d8:completei%de11:external ip%d:%s10:incompletei%de8:intervali%de"
             b"12:min intervali%de5:peers%d:" % (
                 result.complete, len(external_ip), external_ip, result.incomplete,
@@ -50,7 +46,7 @@ def encode_announce_dicts(result: AnnounceResult, external_ip: bytes, no_peer_id
                           tracker_id: Optional[bytes], warning: Optional[bytes]) -> bytes:
     """BEP 3's original form: `peers` as a list of dicts with ip, peer id and port."""
     peers = []
-    for peer in result.peers:
+    for peer in result.peer_list or ():
         entry = {b"ip": peer.ip.encode("ascii"), b"port": peer.port}
         if not no_peer_id:
             entry[b"peer id"] = peer.peer_id

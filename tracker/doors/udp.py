@@ -166,15 +166,13 @@ class UDPTrackerProtocol(DatagramProtocol):
         request = AnnounceRequest(
             info_hash, peer_id, ip, port, uploaded, downloaded, left, event,
             None if numwant < 0 else numwant, DOOR_UDP,
-            parse_options(data[ANNOUNCE_SIZE:]) if len(data) > ANNOUNCE_SIZE else b"")
+            parse_options(data[ANNOUNCE_SIZE:]) if len(data) > ANNOUNCE_SIZE else b"",
+            # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
+            4 if len(address) == 4 else 6)
         result = self.core.announce(request, self.clock.seconds())
-        # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
-        width = len(address) + 2
-        peers = b"".join([p.compact for p in result.peers])
-        if len(peers) != width * len(result.peers):
-            peers = b"".join([p.compact for p in result.peers if len(p.compact) == width])
         return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, result.interval_s,
-                                    result.incomplete, result.complete) + peers
+                                    result.incomplete, result.complete) + (
+            result.peers if len(address) == 4 else result.peers6)
 
     def _scrape(self, data: bytes, transaction_id: int) -> bytes:
         body = memoryview(data)[16:]

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 import attr
 
-from tracker.core import AccessPolicy, ChangeBatch, PeerRecord, TrackerCore, compact_address
+from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 
 # Peers written per executemany before the store thread yields the interpreter lock.
 WRITE_CHUNK = 500
@@ -18,6 +18,7 @@ _UPSERT_PEER = (
     "ip = excluded.ip, port = excluded.port, left_bytes = excluded.left_bytes, "
     "uploaded = excluded.uploaded, downloaded = excluded.downloaded, "
     "last_seen = excluded.last_seen, door = excluded.door")
+_UPDATE_SEEN = "UPDATE peers SET last_seen = ? WHERE info_hash = ? AND peer_id = ?"
 _DELETE_PEER = "DELETE FROM peers WHERE info_hash = ? AND peer_id = ?"
 _UPSERT_CONTENT = (
     "INSERT INTO content (info_hash, first_seen, completed, name, size) VALUES (?, ?, ?, ?, ?) "
@@ -64,10 +65,11 @@ class SQLiteStore:
                 conn.executemany(_UPSERT_CONTENT, content)
             for start in range(0, len(items), WRITE_CHUNK):
                 conn.executemany(_UPSERT_PEER, [
-                    (info_hash, peer_id, p.ip, p.port, p.left, p.uploaded, p.downloaded,
-                     p.last_seen, p.door)
-                    for (info_hash, peer_id), p in items[start:start + WRITE_CHUNK]])
+                    key + row for key, row in items[start:start + WRITE_CHUNK]])
                 time.sleep(0)  # hand the interpreter lock to the reactor thread
+            if batch.seen:
+                conn.executemany(_UPDATE_SEEN, [(seen, info_hash, peer_id)
+                                                for (info_hash, peer_id), seen in batch.seen.items()])
             if batch.removed:
                 conn.executemany(_DELETE_PEER, batch.removed)
             if batch.completions:
@@ -84,7 +86,7 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return (len(items) + len(content) + len(batch.removed) + len(batch.completions)
+        return (len(items) + len(batch.seen) + len(content) + len(batch.removed) + len(batch.completions)
                 + len(batch.totals) + len(batch.statements) + len(batch.nodes))
 
     def restore(self, core: TrackerCore, now: float) -> RestoreReport:
@@ -108,18 +110,17 @@ class SQLiteStore:
         restored = 0
         swarm = None
         current: Optional[bytes] = None
-        for (info_hash, peer_id, ip, port, left, uploaded, downloaded, last_seen,
-             door) in conn.execute("SELECT info_hash, peer_id, ip, port, left_bytes, uploaded, "
-                                   "downloaded, last_seen, door FROM peers ORDER BY info_hash"):
+        for (info_hash, peer_id, ip, port, left, last_seen, door) in conn.execute(
+                "SELECT info_hash, peer_id, ip, port, left_bytes, last_seen, door FROM peers "
+                "ORDER BY info_hash"):
             if info_hash != current:
                 current = info_hash
                 swarm = swarms.get(info_hash)
-                if swarm is None:  # (a Swarm with no peers yet is falsy: compare with None)
+                if swarm is None:
                     swarm = core.restore_swarm(info_hash, last_seen, 0)
             # A node's entries are pinned at infinity while it is connected; after a
             # restart they live one time to live unless the node comes back.
-            core.restore_peer(swarm, PeerRecord(peer_id, ip, port, compact_address(ip, port), left,
-                                                uploaded, downloaded, min(last_seen, now), door))
+            core.restore_peer(swarm, peer_id, ip, port, left, min(last_seen, now), door)
             restored += 1
         for info_hash, peer_id in conn.execute(
                 "SELECT info_hash, peer_id FROM completions WHERE completed_at >= ?", (cutoff,)):

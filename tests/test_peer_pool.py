@@ -1,0 +1,160 @@
+"""The packed peer layout: pools of fixed-width records, checked against a plain model."""
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from helpers import announce_request, info_hash, peer_id
+from tracker.core import PeerPool, TrackerCore, TrackerSettings, compact_address
+from tracker.core.swarm import INDEX_AT, Swarm
+
+
+def check_pool(pool: PeerPool, model: dict) -> None:
+    """The pool holds exactly the model's peers, seeders first, and finds each."""
+    assert len(pool) == len(model)
+    assert len(pool.ids) == 20 * len(model) and len(pool.addrs) == pool.width * len(model)
+    assert len(pool.seen) == len(model)
+    assert pool.seeders == sum(1 for v in model.values() if v[1])
+    for pos in range(len(pool)):
+        view = pool.view(pos)
+        compact, seeder, seen, door = model[view.peer_id]
+        assert (view.compact, view.seeder, view.last_seen) == (compact, seeder, seen)
+        assert pool.doors[pos] == door
+        assert pool.find(view.peer_id) == pos
+    if len(pool) > INDEX_AT:
+        assert pool.index is not None
+    if pool.index is not None:
+        assert len(pool) >= INDEX_AT // 2
+        assert pool.index == {pool.peer_id(p): p for p in range(len(pool))}
+
+
+operations = st.lists(st.tuples(st.sampled_from(["add", "remove", "flip", "move", "seen"]),
+                                st.integers(0, 400), st.booleans()), max_size=600)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations, st.integers(0, 2 ** 32))
+def test_pool_matches_a_plain_dict_model_through_any_changes(ops, seed):
+    rng = random.Random(seed)
+    pool = PeerPool(6)
+    model = {}
+    for n, (op, who, flag) in enumerate(ops):
+        pid = peer_id(who)
+        pos = pool.find(pid)
+        assert (pos >= 0) == (pid in model)
+        if op == "add" and pos < 0:
+            compact = compact_address("10.0.%d.%d" % (who // 256, who % 256), 1000 + who)
+            pool.add(pid, compact, float(n), n % 3, flag, rng)
+            model[pid] = (compact, flag, float(n), n % 3)
+        elif pos < 0:
+            continue
+        elif op == "remove":
+            pool.remove(pos)
+            del model[pid]
+        elif op == "flip":
+            new = pool.set_seeder(pos, flag, rng)
+            assert pool.peer_id(new) == pid and (new < pool.seeders) == flag
+            model[pid] = (model[pid][0], flag) + model[pid][2:]
+        elif op == "move":
+            compact = compact_address("192.168.1.%d" % (who % 256), 2000 + n)
+            pool.set_compact(pos, compact)
+            model[pid] = (compact,) + model[pid][1:]
+        else:
+            pool.seen[pos] = float("inf")
+            model[pid] = model[pid][:2] + (float("inf"),) + model[pid][3:]
+    check_pool(pool, model)
+
+
+def test_a_large_pool_keeps_an_index_and_drops_it_when_small_again():
+    rng = random.Random(1)
+    pool = PeerPool(6)
+    model = {}
+    for n in range(INDEX_AT + 10):
+        compact = compact_address("10.1.0.1", 1000 + n)
+        pool.add(peer_id(n), compact, 0.0, 0, n % 2 == 0, rng)
+        model[peer_id(n)] = (compact, n % 2 == 0, 0.0, 0)
+    assert pool.index is not None
+    check_pool(pool, model)
+    for n in range(INDEX_AT):
+        pool.remove(pool.find(peer_id(n)))
+        del model[peer_id(n)]
+    assert pool.index is None
+    check_pool(pool, model)
+
+
+def test_an_id_matching_across_two_records_is_not_found():
+    pool = PeerPool(6)
+    rng = random.Random(2)
+    pool.add(b"A" * 10 + b"B" * 10, compact_address("10.0.0.1", 1), 0.0, 0, False, rng)
+    pool.add(b"C" * 10 + b"D" * 10, compact_address("10.0.0.2", 2), 0.0, 0, False, rng)
+    straddling = bytes(pool.ids[10:30])
+    assert pool.find(straddling) == -1
+
+
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(-1, 70), st.integers(0, 2 ** 32))
+def test_window_gives_count_distinct_positions_inside_the_range_without_skip(
+        size, count, skip, seed):
+    pool = PeerPool(6)
+    lo, hi = 5, 5 + size
+    ranges = pool.window(lo, hi, count, skip, random.Random(seed))
+    positions = [p for a, b in ranges for p in range(a, b)]
+    available = size - (lo <= skip < hi)
+    assert len(positions) == min(count, max(available, 0))
+    assert len(set(positions)) == len(positions)
+    assert all(lo <= p < hi and p != skip for p in positions)
+
+
+def test_window_is_fair_to_every_peer_but_the_requester():
+    pool = PeerPool(6)
+    rng = random.Random(3)
+    hits = [0] * 20
+    for _ in range(19000):
+        for a, b in pool.window(0, 20, 5, 7, rng):
+            for p in range(a, b):
+                hits[p] += 1
+    assert hits[7] == 0
+    others = hits[:7] + hits[8:]
+    # 19,000 draws of 5 from 19: 5,000 each.
+    assert min(others) > 4600 and max(others) < 5400
+
+
+def core_with(peers):
+    core = TrackerCore(TrackerSettings(), rng=random.Random(5))
+    for n, ip in peers:
+        core.announce(announce_request(peer=n, ip=ip, port=7000 + n), 0.0)
+    return core
+
+
+def test_http_gets_both_families_in_proportion_and_udp_only_its_own():
+    core = core_with([(n, "10.0.0.%d" % n) for n in range(1, 61)]
+                     + [(n, "2001:db8::%x" % n) for n in range(61, 81)])
+    swarm = core.swarms[info_hash(1)]
+    assert (len(swarm.v4), len(swarm.v6)) == (60, 20)
+    both = core.announce(announce_request(peer=500, numwant=40), 1.0)
+    v4, v6 = len(both.peers) // 6, len(both.peers6) // 18
+    assert v4 + v6 == 40 and 28 <= v4 <= 32
+    only4 = core.announce(announce_request(peer=501, numwant=40, family=4), 1.0)
+    assert (len(only4.peers), only4.peers6) == (40 * 6, b"")
+    only6 = core.announce(announce_request(peer=502, numwant=40, family=6), 1.0)
+    assert (only6.peers, len(only6.peers6)) == (b"", 20 * 18)
+
+
+def test_a_peer_that_changes_family_is_moved_not_doubled():
+    core = core_with([(1, "10.0.0.1"), (2, "10.0.0.2")])
+    core.announce(announce_request(peer=1, ip="2001:db8::1", port=7001), 1.0)
+    swarm = core.swarms[info_hash(1)]
+    assert (len(swarm.v4), len(swarm.v6), core.peer_count, len(swarm)) == (1, 1, 2, 2)
+    assert swarm.get(peer_id(1)).ip == "2001:db8::1"
+
+
+def test_compact_reply_is_the_chosen_peers_addresses():
+    core = core_with([(n, "10.0.0.%d" % n) for n in range(1, 6)])
+    result = core.announce(announce_request(peer=1, ip="10.0.0.1", port=7001), 1.0)
+    got = {result.peers[i:i + 6] for i in range(0, len(result.peers), 6)}
+    assert got == {compact_address("10.0.0.%d" % n, 7000 + n) for n in range(2, 6)}
+
+
+def test_a_swarm_with_no_peers_is_still_truthy():
+    # Code that looks swarms up with dict.get() must not mistake an empty one for none.
+    assert Swarm(info_hash(1))
