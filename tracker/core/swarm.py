@@ -258,22 +258,28 @@ class PeerPool:
 
         The window is laid over the range with `skip` taken out, so every
         other peer is in it with the same chance, count / (peers - 1)."""
-        if not lo <= skip < hi:
+        if lo <= skip < hi:
+            size = hi - lo - 1
+        else:
+            size = hi - lo
             skip = -1
-        size = hi - lo - (skip >= 0)
         if count <= 0 or size <= 0:
             return []
         if count >= size:
+            if skip < 0:
+                return [(lo, hi)]
             start, end = 0, size
         else:
             start = int(rng.random() * size)
             if start >= size:
                 start = size - 1
             end = start + count
+            if skip < 0:
+                start += lo
+                end += lo
+                return [(start, end)] if end <= hi else [(start, hi), (lo, end - size)]
         # Virtual positions [start, end) round [0, size), then back to real ones.
         virtual = [(start, end)] if end <= size else [(start, size), (0, end - size)]
-        if skip < 0:
-            return [(lo + a, lo + b) for a, b in virtual]
         cut = skip - lo
         out = []
         for a, b in virtual:
@@ -292,6 +298,9 @@ class PeerPool:
         if len(ranges) == 1:
             a, b = ranges[0]
             return bytes(addrs[a * w:b * w])
+        if len(ranges) == 2:
+            (a, b), (c, d) = ranges
+            return b"".join((addrs[a * w:b * w], addrs[c * w:d * w]))
         return b"".join([addrs[a * w:b * w] for a, b in ranges])
 
     def views_of(self, ranges: List[Tuple[int, int]]) -> List[PeerView]:

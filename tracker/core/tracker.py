@@ -15,7 +15,7 @@ from tracker.core.changes import ChangeLog
 if TYPE_CHECKING:
     from tracker.core.access import AccessPolicy
 from tracker.core.swarm import (
-    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, PeerPool, PeerView, Swarm,
+    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm,
 )
 
 MINUTE = 60
@@ -198,16 +198,38 @@ class TrackerCore:
             return AnnounceResult(swarm.seeders, swarm.leechers, b"", b"",
                                   settings.interval_s, settings.min_interval_s)
 
-        compact = self.compact_address(req.ip, req.port)
+        peer_id = req.peer_id
+        packed = self._packed_ips.get(req.ip)
+        if packed is None:
+            compact = self.compact_address(req.ip, req.port)
+        else:
+            compact = packed + req.port.to_bytes(2, "big")
         seeder = req.left == 0
+        door = DOOR_CODES[req.door]
         changes = self.changes
+        rng = self._rng
+        pool = None
+        pos = -1
         if swarm is None:
             swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, now)
-            pool, pos = None, -1
             if changes is not None:
                 changes.content_changed(swarm)
         else:
-            pool, pos = swarm.locate(req.peer_id)
+            v4 = swarm.v4
+            # PeerPool.find, inlined: this runs on every announce.
+            if v4.index is not None:
+                pos = v4.index.get(peer_id, -1)
+            else:
+                at = v4.ids.find(peer_id)
+                while at > 0 and at % ID_WIDTH:
+                    at = v4.ids.find(peer_id, at + 1)
+                pos = at // ID_WIDTH if at >= 0 else -1
+            if pos >= 0:
+                pool = v4
+            elif swarm.v6 is not None:
+                pos = swarm.v6.find(peer_id)
+                if pos >= 0:
+                    pool = swarm.v6
         if pool is not None and pool.width != len(compact):
             # The peer moved to the other address family.
             pool.remove(pos)
@@ -215,7 +237,7 @@ class TrackerCore:
             pool = None
         if pool is None:
             pool = swarm.pool_for(compact)
-            pos = pool.add(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, self._rng)
+            pos = pool.add(peer_id, compact, now, door, seeder, rng)
             self.peer_count += 1
             if self._watchers:
                 self._notify(req.info_hash, pool.view(pos), True)
@@ -224,17 +246,27 @@ class TrackerCore:
             if pool.addrs[pos * width:(pos + 1) * width] != compact:
                 pool.set_compact(pos, compact)
             if (pos < pool.seeders) != seeder:
-                pos = pool.set_seeder(pos, seeder, self._rng)
+                pos = pool.set_seeder(pos, seeder, rng)
             pool.seen[pos] = now
-            pool.doors[pos] = DOOR_CODES[req.door]
-        if req.event == EVENT_COMPLETED and swarm.mark_completed(req.peer_id) and changes is not None:
-            changes.completed(swarm, req.peer_id, now)
+            pool.doors[pos] = door
+        if req.event == EVENT_COMPLETED and swarm.mark_completed(peer_id) and changes is not None:
+            changes.completed(swarm, peer_id, now)
         if changes is not None:
-            changes.peer_updated(req.info_hash, req.peer_id, (
+            changes.peer_updated(req.info_hash, peer_id, (
                 req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
-        result = AnnounceResult(swarm.seeders, swarm.leechers, b"", b"",
+
+        if swarm.v6 is None and req.family != 6 and req.compact:
+            # One pool (IPv4 only): the common case, sampled here directly.
+            complete = pool.seeders
+            total = len(pool.doors)
+            lo = complete if seeder else 0
+            return AnnounceResult(complete, total - complete,
+                                  pool.compact_of(pool.window(lo, total, numwant, pos, rng)), b"",
+                                  settings.interval_s, settings.min_interval_s)
+        complete = swarm.seeders
+        result = AnnounceResult(complete, len(swarm) - complete, b"", b"",
                                 settings.interval_s, settings.min_interval_s)
-        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, self._rng):
+        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, rng):
             if not req.compact:
                 result.peer_list = (result.peer_list or []) + chosen.views_of(ranges)
             elif chosen.width == 6:
