@@ -11,6 +11,7 @@ from twisted.internet.testing import FakeDatagramTransport
 
 from helpers import info_hash, peer_id
 from tracker.core import TrackerCore, TrackerSettings
+from tracker.doors import connection_ids
 from tracker.doors.connection_ids import WINDOW_S, ConnectionIds
 from tracker.doors.udp import (
     PROTOCOL_ID, UDPDoorSettings, UDPTrackerProtocol, parse_options,
@@ -309,6 +310,41 @@ def test_connection_ids_before_a_restart_are_refused():
     address = bytes([10, 0, 0, 1])
     old = ConnectionIds(clock).issue(address)
     assert not ConnectionIds(clock).check(old, address)
+
+
+def test_a_remembered_id_still_expires_and_stays_bound_to_its_address():
+    clock = Clock()
+    clock.advance(1000)
+    ids = ConnectionIds(clock, max_age_s=300)
+    here, there = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    connection_id = ids.issue(here)
+    assert ids.issue(here) == connection_id  # same window: the remembered id
+    assert ids.check(connection_id, here)
+    assert not ids.check(connection_id, there)
+    clock.advance(300 + WINDOW_S + 1)
+    assert not ids.check(connection_id, here)
+
+
+def test_an_older_id_stays_valid_after_a_newer_one_is_remembered():
+    clock = Clock()
+    clock.advance(1000)
+    ids = ConnectionIds(clock, max_age_s=300)
+    address = bytes([10, 0, 0, 1])
+    older = ids.issue(address)
+    clock.advance(WINDOW_S * 3)
+    newer = ids.issue(address)
+    assert newer != older
+    assert ids.check(older, address) and ids.check(newer, address)
+    forged = newer[:2] + bytes(6)
+    assert not ids.check(forged, address)
+
+
+def test_remembered_ids_are_bounded(monkeypatch):
+    monkeypatch.setattr(connection_ids, "RECENT_IDS", 10)
+    ids = ConnectionIds(Clock(), max_age_s=300)
+    issued = [(n.to_bytes(4, "big"), ids.issue(n.to_bytes(4, "big"))) for n in range(25)]
+    assert len(ids._recent) <= 10
+    assert all(ids.check(connection_id, address) for address, connection_id in issued)
 
 
 def test_max_age_below_bep15_minimum_is_refused():
