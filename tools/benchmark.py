@@ -333,15 +333,47 @@ def run_wrk(port: int, script: Path, duration_s: int, connections: int,
     return parse_wrk_output(result.stdout)
 
 
-def build_udp_load(workdir: Path) -> Path:
-    """Compile the C load generator (the UDP path is too fast for a Python client)."""
-    binary = workdir / "udp_load"
+def build_load_tool(workdir: Path, name: str = "udp_load") -> Path:
+    """Compile one of the C load generators in tools/ (udp_load, http_load):
+    the UDP path is too fast for a Python client, and wrk cannot pace."""
+    binary = workdir / name
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        raise RuntimeError("a C compiler (cc) is needed for the UDP scenario")
-    subprocess.run([compiler, "-O2", "-o", str(binary), str(REPO / "tools" / "udp_load.c")],
+        raise RuntimeError("a C compiler (cc) is needed for the UDP and paced scenarios")
+    subprocess.run([compiler, "-O2", "-o", str(binary), str(REPO / "tools" / (name + ".c"))],
                    check=True)
     return binary
+
+
+def run_paced_load(binary: Path, door: str, port: int, hashes_file: Path, peers: int,
+                   duration_s: int, rate: float, connections: int) -> Dict[str, float]:
+    """Announces started on a fixed schedule of `rate` a second (latency from
+    the scheduled time): `door` is "http" (http_load) or "udp" (udp_load)."""
+    if door == "http":
+        command = [str(binary), "127.0.0.1", str(port), str(duration_s), str(hashes_file),
+                   str(peers), str(connections), "%.0f" % rate]
+    else:
+        command = [str(binary), "127.0.0.1", str(port), str(duration_s), str(hashes_file),
+                   str(peers), str(UDP_WINDOW), "rate=%.0f" % rate]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", LOAD_CORE] + command
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+    if result.returncode != 0:
+        raise RuntimeError("%s paced load failed: %s" % (door, result.stderr))
+    figures = parse_wrk_output(result.stdout)
+    figures["target_rps"] = rate
+    return figures
+
+
+def paced_table(paced: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    lines = ["| server | door | paced at (½ max) req/s | achieved req/s | p50 ms | p99 ms | errors |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, by_door in paced.items():
+        for door, r in by_door.items():
+            lines.append("| %s | %s | %.0f | %.0f | %.2f | %.2f | %d |" % (
+                name, door, r["target_rps"], r["rps"], r["p50_us"] / 1000, r["p99_us"] / 1000,
+                r["errors"] + r.get("non2xx", 0)))
+    return "\n".join(lines)
 
 
 def run_udp_load(binary: Path, port: int, hashes_file: Path, peers: int, duration_s: int,
@@ -709,6 +741,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--memory", type=int, metavar="PEERS",
                         help="resident bytes per peer after PEERS peers over PEERS/100 torrents "
                              "(e.g. 1000000), for each runtime and opentracker")
+    parser.add_argument("--paced", action="store_true",
+                        help="after the rounds, announce at half of each server's maximum rate "
+                             "(HTTP keep-alive and UDP) and report the latency")
     parser.add_argument("--chart", metavar="PNG", help="write a bar chart of throughput per door")
     parser.add_argument("--fanout", action="store_true",
                         help="measure push fan-out: one swarm, 1,000 subscribed line connections")
@@ -739,11 +774,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         path.write_text(wrk_script(args.torrents, args.peers, kind))
     hashes_file = workdir / "hashes.bin"
     hashes_file.write_bytes(b"".join(torrent_hash(t) for t in range(args.torrents)))
-    udp_load = loader = build_udp_load(workdir)
+    udp_load = loader = build_load_tool(workdir)
+    http_load = build_load_tool(workdir, "http_load") if args.paced else None
 
     raw: Dict[str, Dict[str, List[Dict[str, float]]]] = {r: {s: [] for s in scenarios} for r in runtimes}
     trackers = {}
     extra = {}
+    paced: Dict[str, Dict[str, Dict[str, float]]] = {}
     for name, (python, _) in runtimes.items():
         extra[name] = {"version": runtime_version(python)}
     try:
@@ -780,6 +817,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                     raw[name][scenario].append(figures)
                     print("round %d %s %s: %.0f req/s" % (round_no + 1, name, scenario, figures["rps"]),
                           file=sys.stderr)
+        # Latency at half of each server's own maximum rate (medians of the rounds above).
+        for door, scenario in (("http", "announce-keepalive"), ("udp", "udp-announce")):
+            if not args.paced or not args.rounds or scenario not in scenarios:
+                continue
+            for name, tracker in trackers.items():
+                rate = statistics.median(r["rps"] for r in raw[name][scenario]) / 2
+                figures = run_paced_load(http_load if door == "http" else udp_load, door,
+                                         tracker.port if door == "http" else tracker.udp_port,
+                                         hashes_file, args.peers, args.duration, rate,
+                                         args.connections)
+                paced.setdefault(name, {})[door] = figures
+                print("paced %s %s at %.0f/s: p99 %.2f ms" % (name, door, rate,
+                                                              figures["p99_us"] / 1000),
+                      file=sys.stderr)
     finally:
         for tracker in trackers.values():
             tracker.stop()
@@ -815,8 +866,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         measured["restore"] = {name: measure_restore(python, workdir, args.restore)
                                for name, (python, db) in runtimes.items() if db != "off"}
         restore_table = restore_markdown(measured["restore"])
-    table = "\n\n".join(t for t in (table, flush_table, fanout_table, restore_table, memory_table)
-                          if t)
+    if paced:
+        measured["paced"] = paced
+    table = "\n\n".join(t for t in (table, paced_table(paced) if paced else "", flush_table,
+                                      fanout_table, restore_table, memory_table) if t)
     if args.chart and results:
         write_chart(results, Path(args.chart))
     report = {

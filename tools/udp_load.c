@@ -7,11 +7,15 @@
  * (size, action, transaction id, peer list length); anything else is counted
  * as invalid. Prints one line: BENCH-JSON {...}.
  *
- * usage: udp_load HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW [fill]
+ * usage: udp_load HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW [fill | rate=N]
  *   HASHES_FILE holds the population's info hashes, 20 bytes each.
  *   With "fill", every (torrent, peer) of the population announces exactly
  *   once, in order (SECONDS is then a time limit), to populate a tracker.
+ *   With "rate=N", transactions start on a fixed schedule of N a second
+ *   (at most WINDOW in flight) and latency counts from the scheduled start,
+ *   so time spent waiting behind a slow reply is measured, not hidden.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -60,12 +64,13 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7 && !(argc == 8 && strcmp(argv[7], "fill") == 0)) {
-        fprintf(stderr, "usage: %s HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW [fill]\n",
-                argv[0]);
+    int fill = argc == 8 && strcmp(argv[7], "fill") == 0;
+    double rate = argc == 8 && strncmp(argv[7], "rate=", 5) == 0 ? atof(argv[7] + 5) : 0;
+    if (argc != 7 && !(argc == 8 && (fill || rate > 0))) {
+        fprintf(stderr, "usage: %s HOST PORT SECONDS HASHES_FILE PEERS_PER_TORRENT WINDOW "
+                "[fill | rate=N]\n", argv[0]);
         return 2;
     }
-    int fill = argc == 8;
     const char *host = argv[1], *port = argv[2];
     double seconds = atof(argv[3]);
     int peers = atoi(argv[5]), window = atoi(argv[6]);
@@ -108,6 +113,7 @@ int main(int argc, char **argv) {
     long next_index = 0, retry[MAX_WINDOW], retries = 0;
 
     uint64_t start = now_us(), end = start + (uint64_t)(seconds * 1e6);
+    double next_start = (double)start;  /* rate mode: when the next transaction is due */
     for (;;) {
         uint64_t t = now_us();
         int running = t < end;
@@ -124,14 +130,18 @@ int main(int argc, char **argv) {
                 else if (next_index < population) s->index = next_index++;
                 else continue;
             }
+            if (s->state == IDLE && running && rate > 0 && next_start > (double)t) continue;
             if (s->state == IDLE && running) {
+                uint64_t due = rate > 0 ? (uint64_t)next_start : t;
                 s->tid = ((uint32_t)i << 20) | (++seq & 0xFFFFF);
                 put64(out, 0x41727101980ull);
                 put32(out + 8, 0);
                 put32(out + 12, s->tid);
                 if (send(fd, out, 16, 0) == 16) {
                     s->state = CONNECTING;
-                    s->started_us = s->sent_us = t;
+                    s->started_us = due;
+                    s->sent_us = t;
+                    if (rate > 0) next_start += 1e6 / rate;
                 }
             }
             if (s->state != IDLE) busy = 1;
@@ -140,7 +150,13 @@ int main(int argc, char **argv) {
         if (fill && !busy && next_index >= population && !retries) break;
 
         struct pollfd p = { fd, POLLIN, 0 };
-        if (poll(&p, 1, 10) <= 0) continue;
+        struct timespec wait = { 0, 10000000 };
+        if (rate > 0) {
+            double until = next_start - (double)now_us();
+            if (until < 0) until = 0;
+            if (until < 1e4) wait.tv_nsec = (long)(until * 1000);
+        }
+        if (ppoll(&p, 1, &wait, NULL) <= 0) continue;
         for (;;) {
             ssize_t n = recv(fd, in, sizeof in, MSG_DONTWAIT);
             if (n < 0) break;
