@@ -83,3 +83,44 @@ def test_markdown_table_has_a_row_per_runtime_and_scenario():
                                       "pypy": {"udp-announce": summary}})
     rows = [line for line in table.splitlines() if line.startswith("| cpython") or line.startswith("| pypy")]
     assert len(rows) == 2
+
+
+def test_paced_table_has_a_row_per_server_and_door():
+    figures = {"rps": 500.0, "target_rps": 500.0, "p50_us": 100, "p99_us": 2500, "errors": 0}
+    table = benchmark.paced_table({"cpython": {"http": figures, "udp": figures},
+                                   "opentracker": {"http": dict(figures, errors=2, non2xx=1)}})
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "server" not in line]
+    assert len(rows) == 3
+    assert rows[0].split("|")[1:8] == [" cpython ", " http ", " 500 ", " 500 ", " 0.10 ", " 2.50 ", " 0 "]
+    assert rows[2].endswith("| 3 |")
+
+
+@pytest.fixture
+def running_tracker(tmp_path):
+    """A real twistd tracker with HTTP and UDP on free loopback ports, no database."""
+    import socket
+
+    from process import TrackerProcess, free_port
+    port = free_port()
+    udp_port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
+    tracker = TrackerProcess(["tracker", "--http", "tcp:%d:interface=127.0.0.1" % port,
+                              "--udp", "127.0.0.1:%d" % udp_port, "--line", "off",
+                              "--admin", "off", "--db", "off"],
+                             tmp_path, [("127.0.0.1", port)])
+    yield port, udp_port
+    assert tracker.stop()
+
+
+@pytest.mark.parametrize("door", ["http", "udp"])
+def test_paced_loaders_keep_to_their_schedule_and_check_every_reply(door, running_tracker, tmp_path):
+    """At a rate far below any server's capacity, the loader starts about rate x
+    seconds announces, on time, and every reply passes its checks."""
+    http_port, udp_port = running_tracker
+    hashes = tmp_path / "hashes.bin"
+    hashes.write_bytes(b"".join(benchmark.torrent_hash(t) for t in range(10)))
+    binary = benchmark.build_load_tool(tmp_path, "http_load" if door == "http" else "udp_load")
+    figures = benchmark.run_paced_load(binary, door, http_port if door == "http" else udp_port,
+                                       hashes, 20, 2, 100.0, 4)
+    assert 170 <= figures["requests"] <= 201
+    assert figures["errors"] == 0 and figures.get("non2xx", 0) == 0
+    assert figures["target_rps"] == 100.0

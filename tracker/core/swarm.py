@@ -54,10 +54,29 @@ def compact_address(ip: str, port: int) -> bytes:
     return socket.inet_pton(family, ip) + port.to_bytes(2, "big")
 
 
-def address_text(compact: bytes) -> Tuple[str, int]:
-    """(ip, port) back from a compact address."""
-    family = socket.AF_INET if len(compact) == 6 else socket.AF_INET6
-    return socket.inet_ntop(family, compact[:-2]), int.from_bytes(compact[-2:], "big")
+# Text forms of recently shown compact addresses (emptied when it grows past this).
+ADDRESS_TEXT_CACHE = 65536
+_address_text: Dict[bytes, Tuple[str, int, str]] = {}
+
+
+def address_text(compact: bytes) -> Tuple[str, int, str]:
+    """(ip, port, "ip port") back from a compact address (remembered: PEERS
+    replies and events show the same peers again and again)."""
+    text = _address_text.get(compact)
+    if text is None:
+        if len(_address_text) >= ADDRESS_TEXT_CACHE:
+            _address_text.clear()
+        family = socket.AF_INET if len(compact) == 6 else socket.AF_INET6
+        ip = socket.inet_ntop(family, compact[:-2])
+        port = int.from_bytes(compact[-2:], "big")
+        text = _address_text[compact] = (ip, port, "%s %d" % (ip, port))
+    return text
+
+
+def address_words(compact: bytes) -> str:
+    """"IP PORT" of a compact address, as the line protocol shows a peer."""
+    text = _address_text.get(compact)
+    return text[2] if text is not None else address_text(compact)[2]
 
 
 class PeerView:
@@ -81,22 +100,23 @@ class PeerView:
 
     @property
     def port(self) -> int:
-        return int.from_bytes(self.compact[-2:], "big")
+        return address_text(self.compact)[1]
 
     @property
     def is_ipv6(self) -> bool:
         return len(self.compact) == 18
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, PeerView) and self.peer_id == other.peer_id
-                and self.compact == other.compact and self.seeder == other.seeder)
+        return isinstance(other, PeerView) and (
+            self.peer_id, self.compact, self.seeder, self.last_seen, self.door) == (
+            other.peer_id, other.compact, other.seeder, other.last_seen, other.door)
 
     def __hash__(self) -> int:
-        return hash(self.peer_id)
+        return hash((self.peer_id, self.compact))
 
     def __repr__(self) -> str:
-        return "PeerView(%r, %s:%d, %s)" % (self.peer_id, self.ip, self.port,
-                                            "seeder" if self.seeder else "leecher")
+        return "PeerView(%r, %s:%d, %s, door=%s)" % (
+            self.peer_id, self.ip, self.port, "seeder" if self.seeder else "leecher", self.door)
 
 
 class PeerPool:
@@ -304,7 +324,19 @@ class PeerPool:
         return b"".join([addrs[a * w:b * w] for a, b in ranges])
 
     def views_of(self, ranges: List[Tuple[int, int]]) -> List[PeerView]:
-        return [self.view(pos) for a, b in ranges for pos in range(a, b)]
+        w = self.width
+        seeders = self.seeders
+        out: List[PeerView] = []
+        for a, b in ranges:
+            ids = bytes(self.ids[a * ID_WIDTH:b * ID_WIDTH])
+            addrs = bytes(self.addrs[a * w:b * w])
+            out += map(PeerView,
+                       [ids[i:i + ID_WIDTH] for i in range(0, len(ids), ID_WIDTH)],
+                       [addrs[i:i + w] for i in range(0, len(addrs), w)],
+                       [pos < seeders for pos in range(a, b)],
+                       self.seen[a:b],
+                       [DOOR_NAMES[door] for door in self.doors[a:b]])
+        return out
 
 
 class Swarm:

@@ -24,6 +24,7 @@ from tracker.core import (
     DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerView, TrackerCore,
     TrackerError, compact_address,
 )
+from tracker.core.swarm import address_words
 from tracker.doors.http import normalise_ip
 
 log = Logger()
@@ -511,9 +512,10 @@ class LineTrackerFactory(Factory):
         return first + rest[:numwant - len(first)]
 
     def describe_peer(self, peer: PeerView) -> str:
-        text = "%s %d %s door=%s" % (peer.ip, peer.port, "seeder" if peer.seeder else "leecher",
-                                     peer.door)
-        node = self.node_by_peer_id.get(peer.peer_id) if peer.door == DOOR_LINE else None
+        door = peer.door
+        text = "%s %s door=%s" % (address_words(peer.compact), "seeder" if peer.seeder else "leecher",
+                                  door)
+        node = self.node_by_peer_id.get(peer.peer_id) if door == DOOR_LINE else None
         if node is not None:
             text += " node=%s" % node.node_id
             if node.region:
