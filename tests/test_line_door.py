@@ -451,3 +451,37 @@ def test_pipelining_without_reading_pauses_the_connection(factory):
     assert node.transport.value() == b""
     node.protocol.resumeProducing()  # the client read its replies
     assert node.transport.value() == b"PONG\n" * 1000
+
+
+def test_a_subscriber_that_stops_reading_events_is_cut_off(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_event_backlog=2000))
+    watcher = Node(factory)
+    watcher.hello("watcher")
+    watcher.send("SUBSCRIBE " + H1)
+    watcher.protocol.pauseProducing()  # its send buffer is full: it does not read
+    for n in range(1, 60):  # each JOIN line is about 80 bytes: 59 of them pass 2,000
+        core.announce(announce_request(swarm=1, peer=n, port=7000 + n), 0.0)
+        clock.advance(0)
+    assert watcher.closed
+    assert core.stats.failures.get("line_slow_reader") == 1
+    written = len(watcher.transport.value())
+    core.announce(announce_request(swarm=1, peer=99, port=7999), 0.0)
+    clock.advance(0)
+    assert len(watcher.transport.value()) == written  # nothing more for it
+
+
+def test_a_subscriber_that_catches_up_keeps_its_connection(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_event_backlog=2000))
+    watcher = Node(factory)
+    watcher.hello("watcher")
+    watcher.send("SUBSCRIBE " + H1)
+    for n in range(1, 60):
+        if n % 10 == 1:
+            watcher.protocol.pauseProducing()
+        core.announce(announce_request(swarm=1, peer=n, port=7000 + n), 0.0)
+        clock.advance(0)
+        if n % 10 == 0:
+            watcher.protocol.resumeProducing()  # it read what was waiting
+    assert not watcher.closed
+    watcher.read()
+    assert len(watcher.events) == 59

@@ -55,6 +55,10 @@ class LineDoorSettings:
     # node id -> secret; empty means tokens are not required.
     tokens = attr.ib(factory=dict)
     max_subscriptions = attr.ib(default=1024)
+    # Event bytes a connection may leave unread (on top of the 64 KiB send
+    # buffer) before it is cut off: a subscriber that stops reading must not
+    # make the tracker hold its events without end.
+    max_event_backlog = attr.ib(default=1 << 20)
 
 
 def parse_info_hash(text: str) -> bytes:
@@ -120,6 +124,8 @@ class LineTrackerProtocol(LineReceiver):
         self._errors = 0
         self._closing = False
         self._events: List[Tuple[bool, str]] = []
+        # Event bytes written while the transport is paused (its buffer full).
+        self._event_backlog = 0
 
     # -- connection ---------------------------------------------------------------
 
@@ -222,7 +228,26 @@ class LineTrackerProtocol(LineReceiver):
         events, self._events = self._events, []
         events.sort(key=lambda event: event[0])
         if events and not self._closing:
-            self.transport.write(("\n".join(line for _, line in events) + "\n").encode("utf-8"))
+            data = ("\n".join(line for _, line in events) + "\n").encode("utf-8")
+            if self.paused:
+                self._event_backlog += len(data)
+                if self._event_backlog > self.factory.settings.max_event_backlog:
+                    self._cut_off_slow_reader()
+                    return
+            self.transport.write(data)
+
+    def _cut_off_slow_reader(self) -> None:
+        """Abort a connection whose client has left too many events unread
+        (closing politely would wait for it to read them)."""
+        log.info("line client {peer} cut off: more than {limit} bytes of events unread",
+                 peer=self.peer_ip, limit=self.factory.settings.max_event_backlog)
+        self.factory.core.stats.count_failure("line_slow_reader")
+        self._closing = True
+        self.transport.abortConnection()
+
+    def resumeProducing(self) -> None:
+        self._event_backlog = 0
+        super().resumeProducing()
 
     # -- commands -----------------------------------------------------------------------
 
