@@ -158,3 +158,14 @@ def test_compact_reply_is_the_chosen_peers_addresses():
 def test_a_swarm_with_no_peers_is_still_truthy():
     # Code that looks swarms up with dict.get() must not mistake an empty one for none.
     assert Swarm(info_hash(1))
+
+
+def test_append_keeps_seeders_first_and_every_peer_findable():
+    pool = PeerPool(6)
+    model = {}
+    for n in range(INDEX_AT + 40):  # past the size that builds the index
+        compact = compact_address("10.2.0.1", 2000 + n)
+        seeder = n % 3 == 0
+        pool.append(peer_id(n), compact, float(n), 1, seeder)
+        model[peer_id(n)] = (compact, seeder, float(n), 1)
+    check_pool(pool, model)

@@ -309,3 +309,39 @@ def test_persistence_off_records_nothing(tmp_path):
 def test_db_path_is_relative_to_the_data_dir(tmp_path):
     config = parse("--data-dir", str(tmp_path))
     assert config["db"] == str(tmp_path / "tracker.sqlite3")
+
+
+@pytest_twisted.inlineCallbacks
+def test_ordinary_flushes_run_in_the_background_and_a_backlog_at_normal_priority(
+        tmp_path, monkeypatch):
+    import os
+    import threading
+
+    from tracker.store import service as store_service
+    monkeypatch.setattr(store_service, "BACKGROUND_MAX_ROWS", 5)
+    db = tmp_path / "t.sqlite3"
+    service = makeService(tracker_config(db), reactor)
+    service.startService()
+    persistence = service.persistence
+    real_write = persistence.store.write
+    seen = []
+
+    def write(batch):
+        tid = threading.get_native_id()
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid)))
+        return real_write(batch)
+
+    persistence.store.write = write
+    try:
+        service.core.announce(announce_request(peer=1), reactor.seconds())
+        yield persistence.flush()
+        for n in range(2, 12):
+            service.core.announce(announce_request(peer=n, port=7000 + n), reactor.seconds())
+        yield persistence.flush()
+    finally:
+        yield service.stopService()
+    (small_thread, small_nice), (large_thread, large_nice) = seen[:2]
+    assert "tracker-store-background" in small_thread
+    assert "tracker-store" in large_thread and "background" not in large_thread
+    assert small_nice == large_nice + store_service.STORE_THREAD_NICENESS
+    assert sqlite_utils.Database(str(db))["peers"].count == 11

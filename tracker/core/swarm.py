@@ -191,6 +191,22 @@ class PeerPool:
             self._swap(end, pos)
         return pos
 
+    def append(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool) -> None:
+        """Add a peer known not to be in the pool yet, without shuffling (the
+        restore at start-up: rows come in peer id order, as good as random)."""
+        end = len(self.doors)
+        self.ids += peer_id
+        self.addrs += compact
+        self.seen.append(seen)
+        self.doors.append(door)
+        if self.index is not None:
+            self.index[peer_id] = end
+        elif end + 1 > INDEX_AT:
+            self._build_index()
+        if seeder:
+            self._swap(end, self.seeders)
+            self.seeders += 1
+
     def remove(self, pos: int) -> None:
         last = len(self.doors) - 1
         removed_id = self.peer_id(pos) if self.index is not None else b""

@@ -447,12 +447,13 @@ class TrackerCore:
 
     def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
                      last_seen: float, door: str) -> None:
-        """Put back a peer read from the store (nothing is recorded as changed)."""
-        if peer_id not in swarm:
-            compact = self.compact_address(ip, port)
-            swarm.pool_for(compact).add(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
-                                        left == 0, self._rng)
-            self.peer_count += 1
+        """Put back a peer read from the store (nothing is recorded as changed).
+        The store's rows are unique per swarm and peer id, and restoring runs
+        before any request: the peer is appended without looking for it."""
+        compact = self.compact_address(ip, port)
+        swarm.pool_for(compact).append(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
+                                       left == 0)
+        self.peer_count += 1
 
     # -- figures --------------------------------------------------------------
 

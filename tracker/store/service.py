@@ -26,17 +26,21 @@ from tracker.store.sqlite import SQLiteStore
 log = Logger()
 
 GIL_SWITCH_INTERVAL_S = 0.001
-# How much lower the store thread's scheduling priority is than the reactor's.
+# How much lower the background store thread's scheduling priority is than the reactor's.
 STORE_THREAD_NICENESS = 10
+# Batches up to this many rows are written by the background (low priority)
+# thread; larger ones, a sign the store is falling behind, at normal priority.
+BACKGROUND_MAX_ROWS = 30_000
 
 
 def lower_thread_priority(increment: int) -> None:
     """Make the calling thread yield the CPU to the process's other threads.
 
-    Linux keeps a nice value per thread: with the store thread at +10, a core
+    Linux keeps a nice value per thread: with a store thread at +10, a core
     shared with the reactor thread gives the reactor about nine tenths of its
     time while a flush runs, and the flush all the idle time. Elsewhere (no
-    per-thread priorities) this does nothing."""
+    per-thread priorities) this does nothing. A thread cannot take back a
+    higher priority without privileges, hence two store threads (below)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -75,7 +79,14 @@ class PersistenceService(Service):
         self.reactor = reactor
         self.flush_interval_s = flush_interval_s
         self.stats = FlushStats()
+        # Two store threads, used one at a time (a flush waits for the last):
+        # ordinary batches go to the background one, at low priority, so that
+        # requests do not queue behind a flush; a large batch means the store
+        # is falling behind, and goes to the one at normal priority, which
+        # keeps what a crash can lose to a few flush intervals.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tracker-store")
+        self._background_pool = ThreadPool(minthreads=1, maxthreads=1,
+                                           name="tracker-store-background")
         self._flushing: Optional[Deferred] = None
         self._failing = False
         self._flush_loop: Optional[LoopingCall] = None
@@ -94,7 +105,8 @@ class PersistenceService(Service):
         # request can wait behind a flush.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._pool.start()
-        self._pool.callInThread(lower_thread_priority, STORE_THREAD_NICENESS)
+        self._background_pool.start()
+        self._background_pool.callInThread(lower_thread_priority, STORE_THREAD_NICENESS)
         self._flush_loop = LoopingCall(self.flush)
         self._flush_loop.clock = self.reactor
         self._flush_loop.start(self.flush_interval_s, now=False)
@@ -121,6 +133,7 @@ class PersistenceService(Service):
                      largest_rows=stats.largest_rows, largest_s=stats.largest_duration_s,
                      longest_s=stats.longest_duration_s)
         self._pool.stop()
+        self._background_pool.stop()
         self.store.close()
 
     # -- flushing ---------------------------------------------------------------
@@ -133,7 +146,8 @@ class PersistenceService(Service):
         if not batch:
             return succeed(None)
         started = time.perf_counter()
-        d = deferToThreadPool(self.reactor, self._pool, self.store.write, batch)
+        pool = self._background_pool if len(batch) <= BACKGROUND_MAX_ROWS else self._pool
+        d = deferToThreadPool(self.reactor, pool, self.store.write, batch)
 
         def written(rows: int) -> None:
             stats = self.stats
