@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 #define MAX_CONNECTIONS 1024
 #define BUF 65536
 
@@ -42,25 +44,6 @@ struct conn {
     char request[512];
     char buf[BUF];
 };
-
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + ts.tv_nsec / 1000;
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rng(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static struct sockaddr_in server;
 static int epfd;
@@ -129,18 +112,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "HOST must be an IPv4 address\n");
         return 2;
     }
-    FILE *f = fopen(argv[4], "rb");
-    if (!f) { perror(argv[4]); return 2; }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    int torrents = (int)(size / 20);
-    unsigned char *hashes = malloc(size > 0 ? size : 1);
-    if (torrents < 1 || fread(hashes, 20, torrents, f) != (size_t)torrents) {
-        fprintf(stderr, "cannot read hashes from %s\n", argv[4]);
-        return 2;
-    }
-    fclose(f);
+    int torrents;
+    unsigned char *hashes = read_hashes(argv[4], &torrents);
+    if (!hashes) return 2;
 
     epfd = epoll_create1(0);
     static struct conn conns[MAX_CONNECTIONS];

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 #define MAX_WINDOW 4096
 #define TIMEOUT_US 1000000
 
@@ -40,28 +42,9 @@ struct slot {
     long index;  /* fill mode: which (torrent, peer) this slot announces */
 };
 
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + ts.tv_nsec / 1000;
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rng(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
 static void put32(unsigned char *p, uint32_t v) { v = htonl(v); memcpy(p, &v, 4); }
 static void put64(unsigned char *p, uint64_t v) { put32(p, (uint32_t)(v >> 32)); put32(p + 4, (uint32_t)v); }
 static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return ntohl(v); }
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     int fill = argc == 8 && strcmp(argv[7], "fill") == 0;
@@ -79,18 +62,9 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    FILE *f = fopen(argv[4], "rb");
-    if (!f) { perror(argv[4]); return 2; }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    int torrents = (int)(size / 20);
-    unsigned char *hashes = malloc(size > 0 ? size : 1);
-    if (torrents < 1 || fread(hashes, 20, torrents, f) != (size_t)torrents) {
-        fprintf(stderr, "cannot read hashes from %s\n", argv[4]);
-        return 2;
-    }
-    fclose(f);
+    int torrents;
+    unsigned char *hashes = read_hashes(argv[4], &torrents);
+    if (!hashes) return 2;
     long population = (long)torrents * peers;
 
     struct addrinfo hints = {0}, *ai;
