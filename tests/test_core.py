@@ -296,3 +296,16 @@ def test_totals():
     fill(core, swarm=1, seeders=2, leechers=3)
     fill(core, swarm=2, seeders=1)
     assert core.totals() == {"swarms": 2, "peers": 6, "seeders": 3, "leechers": 3}
+
+
+def test_completions_of_many_peers_count_once_each_in_any_order():
+    core = make_core()
+    order = list(range(500)) * 2
+    random.Random(3).shuffle(order)
+    for n in order:  # every peer completes twice, in a shuffled order
+        core.announce(announce_request(peer=n, port=1000 + n, left=0, event=EVENT_COMPLETED), 0.0)
+    swarm = core.swarms[info_hash(1)]
+    assert swarm.completed == 500
+    assert list(swarm.completed_by) == sorted(swarm.completed_by)  # kept sorted for bisect
+    assert all(swarm.has_completed(peer_id(n)) for n in range(500))
+    assert not swarm.has_completed(peer_id(500))

@@ -126,7 +126,7 @@ class SQLiteStore:
                 "SELECT info_hash, peer_id FROM completions WHERE completed_at >= ?", (cutoff,)):
             swarm = core.swarms.get(info_hash)
             if swarm is not None:
-                swarm.completed_by.add(peer_id)
+                swarm.remember_completion(peer_id)
         self.restore_access(core.access)
         return RestoreReport(len(core.swarms), restored, dropped, time.perf_counter() - started)
 
