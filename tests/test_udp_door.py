@@ -406,3 +406,16 @@ def test_random_datagrams_never_raise_or_amplify(datagram, host):
     for reply, _ in transport.written:
         assert len(reply) <= len(datagram)
     assert core.swarms == {}
+
+
+def test_the_parsed_form_of_recent_hosts_is_bounded_and_normalised(door, transport, core,
+                                                                   monkeypatch):
+    from tracker.doors import udp
+    monkeypatch.setattr(udp, "HOST_CACHE", 3)
+    for n in range(10):
+        host = "::ffff:10.0.1.%d" % n if n % 2 else "10.0.1.%d" % n
+        client = UDPClient(door, transport, (host, 4000 + n))
+        assert "error" not in client.announce(connection_id=client.connect(), peer=n)
+        assert len(door._hosts) <= 3
+    assert sorted(p.ip for p in core.swarms[info_hash(1)].views()) == sorted(
+        "10.0.1.%d" % n for n in range(10))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import attr
 from twisted.internet import udp
@@ -37,6 +37,8 @@ ACTION_ANNOUNCE = 1
 ACTION_SCRAPE = 2
 ACTION_ERROR = 3
 MAX_SCRAPE_HASHES = 74
+# Source hosts whose parsed form is remembered (the table is emptied past this).
+HOST_CACHE = 65536
 ANNOUNCE_SIZE = 98
 
 _HEAD = struct.Struct(">8sII")  # connection id (or magic), action, transaction id
@@ -101,6 +103,8 @@ class UDPTrackerProtocol(DatagramProtocol):
         self.connection_ids = connection_ids or ConnectionIds(
             clock, max_age_s=self.settings.connection_id_max_age_s)
         self._sendto = None
+        # Source host text -> (normalised ip, packed address), for recent hosts.
+        self._hosts: Dict[str, Tuple[str, bytes]] = {}
 
     def startProtocol(self) -> None:
         # Twisted's Port.write checks the address three times per datagram;
@@ -131,8 +135,14 @@ class UDPTrackerProtocol(DatagramProtocol):
             self.core.stats.count_failure("udp_short_packet")
             return None
         connection_id, action, transaction_id = _HEAD.unpack_from(data)
-        ip = normalise_ip(host)
-        address = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        known = self._hosts.get(host)
+        if known is None:
+            if len(self._hosts) >= HOST_CACHE:
+                self._hosts.clear()
+            ip = normalise_ip(host)
+            known = self._hosts[host] = (
+                ip, socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip))
+        ip, address = known
         if action == ACTION_CONNECT:
             if connection_id != PROTOCOL_ID:
                 self.core.stats.count_failure("udp_bad_magic")
