@@ -319,18 +319,23 @@ class OpenTracker:
         return ""
 
 
+def run_load(what: str, command: List[str], duration_s: int) -> Dict[str, float]:
+    """Run a load generator on the load core and return its BENCH-JSON figures."""
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", LOAD_CORE] + command
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+    if result.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (what, result.stderr))
+    return parse_wrk_output(result.stdout)
+
+
 def run_wrk(port: int, script: Path, duration_s: int, connections: int,
             close_each: bool) -> Dict[str, float]:
     command = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration_s, "-s", str(script)]
     if close_each:
         command += ["-H", "Connection: close"]
     command.append("http://127.0.0.1:%d" % port)
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", LOAD_CORE] + command
-    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
-    if result.returncode != 0:
-        raise RuntimeError("wrk failed: " + result.stderr)
-    return parse_wrk_output(result.stdout)
+    return run_load("wrk", command, duration_s)
 
 
 def build_load_tool(workdir: Path, name: str = "udp_load") -> Path:
@@ -355,12 +360,7 @@ def run_paced_load(binary: Path, door: str, port: int, hashes_file: Path, peers:
     else:
         command = [str(binary), "127.0.0.1", str(port), str(duration_s), str(hashes_file),
                    str(peers), str(UDP_WINDOW), "rate=%.0f" % rate]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", LOAD_CORE] + command
-    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
-    if result.returncode != 0:
-        raise RuntimeError("%s paced load failed: %s" % (door, result.stderr))
-    figures = parse_wrk_output(result.stdout)
+    figures = run_load("%s paced load" % door, command, duration_s)
     figures["target_rps"] = rate
     return figures
 
@@ -380,12 +380,7 @@ def run_udp_load(binary: Path, port: int, hashes_file: Path, peers: int, duratio
                  window: int = UDP_WINDOW, fill: bool = False) -> Dict[str, float]:
     command = [str(binary), "127.0.0.1", str(port), str(duration_s), str(hashes_file), str(peers),
                str(window)] + (["fill"] if fill else [])
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", LOAD_CORE] + command
-    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
-    if result.returncode != 0:
-        raise RuntimeError("udp_load failed: " + result.stderr)
-    return parse_wrk_output(result.stdout)
+    return run_load("udp_load", command, duration_s)
 
 
 def line_command_mix(torrents: int) -> List[bytes]:

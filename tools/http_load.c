@@ -122,8 +122,7 @@ int main(int argc, char **argv) {
         conns[i].fd = -1;
         if (open_connection(&conns[i], i) != 0) { perror("connect"); return 2; }
     }
-    size_t lat_cap = 1 << 20, lat_n = 0;
-    uint32_t *latencies = malloc(lat_cap * sizeof *latencies);
+    struct latencies latencies = {0};
     uint64_t errors = 0, non2xx = 0, reconnects = 0;
     uint64_t start = now_us(), end = start + (uint64_t)(seconds * 1e6);
     double next_start = (double)start;
@@ -209,22 +208,17 @@ int main(int argc, char **argv) {
                 continue;
             }
             if (status != 200) non2xx++;
-            if (lat_n == lat_cap) {
-                lat_cap *= 2;
-                latencies = realloc(latencies, lat_cap * sizeof *latencies);
-            }
-            latencies[lat_n++] = (uint32_t)(now_us() - c->due_us);
+            latency_add(&latencies, now_us() - c->due_us);
             c->have = 0;
             if (closing) { reopen(c, i); reconnects++; }
         }
     }
     uint64_t elapsed = now_us() - start;
-    qsort(latencies, lat_n, sizeof *latencies, cmp_u32);
-    uint32_t p50 = lat_n ? latencies[lat_n / 2] : 0;
-    uint32_t p99 = lat_n ? latencies[(size_t)(lat_n * 0.99)] : 0;
+    uint32_t p50, p99;
+    latency_percentiles(&latencies, &p50, &p99);
     printf("BENCH-JSON {\"requests\": %zu, \"duration_us\": %llu, \"p50_us\": %u, \"p99_us\": %u, "
            "\"errors\": %llu, \"non2xx\": %llu, \"reconnects\": %llu}\n",
-           lat_n, (unsigned long long)elapsed, p50, p99, (unsigned long long)errors,
+           latencies.n, (unsigned long long)elapsed, p50, p99, (unsigned long long)errors,
            (unsigned long long)non2xx, (unsigned long long)reconnects);
     return 0;
 }

@@ -30,6 +30,27 @@ static int cmp_u32(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Every request's latency in microseconds, for the median and the 99th percentile. */
+struct latencies {
+    uint32_t *us;
+    size_t n, cap;
+};
+
+static void latency_add(struct latencies *l, uint64_t us) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 1 << 20;
+        l->us = realloc(l->us, l->cap * sizeof *l->us);
+    }
+    l->us[l->n++] = (uint32_t)us;
+}
+
+/* Sorts once, then reads the percentiles off. */
+static void latency_percentiles(struct latencies *l, uint32_t *p50, uint32_t *p99) {
+    qsort(l->us, l->n, sizeof *l->us, cmp_u32);
+    *p50 = l->n ? l->us[l->n / 2] : 0;
+    *p99 = l->n ? l->us[(size_t)(l->n * 0.99)] : 0;
+}
+
 /* The population's info hashes, 20 bytes each, from PATH; NULL (after a
  * message) if the file cannot be read or holds none. */
 static unsigned char *read_hashes(const char *path, int *torrents) {

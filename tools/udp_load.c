@@ -79,8 +79,7 @@ int main(int argc, char **argv) {
 
     struct slot slots[MAX_WINDOW];
     memset(slots, 0, sizeof slots);
-    size_t lat_cap = 1 << 20, lat_n = 0;
-    uint32_t *latencies = malloc(lat_cap * sizeof *latencies);
+    struct latencies latencies = {0};
     uint64_t announces = 0, errors = 0, invalid = 0, timeouts = 0, peers_returned = 0;
     uint32_t seq = 0;
     unsigned char out[98], in[8192];
@@ -173,19 +172,14 @@ int main(int argc, char **argv) {
                 if (action != 1 || n < 20 || (n - 20) % peer_width) { invalid++; s->state = IDLE; continue; }
                 announces++;
                 peers_returned += (uint64_t)(n - 20) / peer_width;
-                if (lat_n == lat_cap) {
-                    lat_cap *= 2;
-                    latencies = realloc(latencies, lat_cap * sizeof *latencies);
-                }
-                latencies[lat_n++] = (uint32_t)(t - s->started_us);
+                latency_add(&latencies, t - s->started_us);
                 s->state = IDLE;
             }
         }
     }
     uint64_t elapsed = now_us() - start;
-    qsort(latencies, lat_n, sizeof *latencies, cmp_u32);
-    uint32_t p50 = lat_n ? latencies[lat_n / 2] : 0;
-    uint32_t p99 = lat_n ? latencies[(size_t)(lat_n * 0.99)] : 0;
+    uint32_t p50, p99;
+    latency_percentiles(&latencies, &p50, &p99);
     printf("BENCH-JSON {\"requests\": %llu, \"duration_us\": %llu, \"p50_us\": %u, \"p99_us\": %u, "
            "\"errors\": %llu, \"timeouts\": %llu, \"peers_per_reply\": %.1f}\n",
            (unsigned long long)announces, (unsigned long long)elapsed, p50, p99,

@@ -56,10 +56,14 @@ def completion_key(peer_id: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(peer_id, digest_size=8).digest(), "big")
 
 
+def pack_ip(ip: str) -> bytes:
+    """4 (IPv4) or 16 (IPv6) address bytes."""
+    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+
+
 def compact_address(ip: str, port: int) -> bytes:
     """The BEP 23 / BEP 7 compact form: 4 or 16 address bytes, then the port."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    return socket.inet_pton(family, ip) + port.to_bytes(2, "big")
+    return pack_ip(ip) + port.to_bytes(2, "big")
 
 
 # Text forms of recently shown compact addresses (emptied when it grows past this).
@@ -114,14 +118,6 @@ class PeerView:
     def is_ipv6(self) -> bool:
         return len(self.compact) == 18
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PeerView) and (
-            self.peer_id, self.compact, self.seeder, self.last_seen, self.door) == (
-            other.peer_id, other.compact, other.seeder, other.last_seen, other.door)
-
-    def __hash__(self) -> int:
-        return hash((self.peer_id, self.compact))
-
     def __repr__(self) -> str:
         return "PeerView(%r, %s:%d, %s, door=%s)" % (
             self.peer_id, self.ip, self.port, "seeder" if self.seeder else "leecher", self.door)
@@ -143,10 +139,6 @@ class PeerPool:
 
     def __len__(self) -> int:
         return len(self.doors)
-
-    @property
-    def leechers(self) -> int:
-        return len(self.doors) - self.seeders
 
     def find(self, peer_id: bytes) -> int:
         """The position of a peer, or -1."""
@@ -176,32 +168,18 @@ class PeerPool:
     def add(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool,
             rng: random.Random) -> int:
         """Put a new peer at a random position of its part; returns the position."""
-        end = len(self.doors)
-        self.ids += peer_id
-        self.addrs += compact
-        self.seen.append(seen)
-        self.doors.append(door)
-        index = self.index
-        if index is not None:
-            index[peer_id] = end
-        elif end + 1 > INDEX_AT:
-            self._build_index()
-        if seeder:
-            # The first leecher moves to the end, the new seeder to a random seeder place.
-            boundary = self.seeders
-            self._swap(end, boundary)
-            self.seeders = boundary + 1
-            target = int(rng.random() * (boundary + 1))
-            self._swap(boundary, target)
-            return target
-        pos = self.seeders + int(rng.random() * (end - self.seeders + 1))
-        if pos < end:
-            self._swap(end, pos)
-        return pos
+        pos = self.append(peer_id, compact, seen, door, seeder)
+        # Swap it with a random member of its part (itself included).
+        lo, hi = (0, self.seeders) if seeder else (self.seeders, len(self.doors))
+        target = lo + int(rng.random() * (hi - lo))
+        self._swap(pos, target)
+        return target
 
-    def append(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool) -> None:
-        """Add a peer known not to be in the pool yet, without shuffling (the
-        restore at start-up: rows come in peer id order, as good as random)."""
+    def append(self, peer_id: bytes, compact: bytes, seen: float, door: int,
+               seeder: bool) -> int:
+        """Add a peer known not to be in the pool yet at the end of its part,
+        without shuffling (the restore at start-up uses it directly: rows come
+        in peer id order, as good as random); returns its position."""
         end = len(self.doors)
         self.ids += peer_id
         self.addrs += compact
@@ -211,9 +189,13 @@ class PeerPool:
             self.index[peer_id] = end
         elif end + 1 > INDEX_AT:
             self._build_index()
-        if seeder:
-            self._swap(end, self.seeders)
-            self.seeders += 1
+        if not seeder:
+            return end
+        # The first leecher moves to the end; the new seeder takes its place.
+        boundary = self.seeders
+        self._swap(end, boundary)
+        self.seeders = boundary + 1
+        return boundary
 
     def remove(self, pos: int) -> None:
         last = len(self.doors) - 1
@@ -430,8 +412,7 @@ class Swarm:
 
     def views(self) -> Iterator[PeerView]:
         for pool in self.pools():
-            for pos in range(len(pool.doors)):
-                yield pool.view(pos)
+            yield from pool.views_of([(0, len(pool))])
 
     def has_completed(self, peer_id: bytes) -> bool:
         done = self.completed_by

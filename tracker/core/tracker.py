@@ -5,7 +5,6 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-import socket
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
@@ -15,7 +14,7 @@ from tracker.core.changes import ChangeLog
 if TYPE_CHECKING:
     from tracker.core.access import AccessPolicy
 from tracker.core.swarm import (
-    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm,
+    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm, pack_ip,
 )
 
 MINUTE = 60
@@ -123,10 +122,6 @@ class SwarmWatcher(Protocol):
 
 # Packed addresses of the IP strings seen lately (cleared when it grows past this).
 PACKED_IP_CACHE = 65536
-
-
-def pack_ip(ip: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
 class TrackerCore:

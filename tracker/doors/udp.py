@@ -26,6 +26,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
+from tracker.core.swarm import pack_ip
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import normalise_ip
 
@@ -140,8 +141,7 @@ class UDPTrackerProtocol(DatagramProtocol):
             if len(self._hosts) >= HOST_CACHE:
                 self._hosts.clear()
             ip = normalise_ip(host)
-            known = self._hosts[host] = (
-                ip, socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip))
+            known = self._hosts[host] = (ip, pack_ip(ip))
         ip, address = known
         if action == ACTION_CONNECT:
             if connection_id != PROTOCOL_ID:
