@@ -19,6 +19,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
+from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
+                                  NodeTokenRemoved, NodeTokenSet, OperatorChange)
 from tracker.core.swarm import PeerView
 from tracker.doors.line import NODE_ID, LineError, parse_info_hash
 
@@ -32,6 +34,7 @@ SORT_KEYS: Dict[str, Callable[[Swarm], Any]] = {
     "first_seen": lambda s: s.first_seen,
 }
 MAX_PAGE = 1000
+MAX_NOTE = 1000
 
 
 class AdminError(Exception):
@@ -62,11 +65,11 @@ class AdminContext:
         self.totals = totals
         self.started_at = clock.seconds()
 
-    def record(self, sql: str, parameters: tuple) -> None:
-        """Persist an admin change (through the store's writer, off this thread)."""
+    def record(self, change: OperatorChange) -> None:
+        """Persist an admin change (through the change log, written off this thread)."""
         changes = self.core.changes
         if changes is not None:
-            changes.statement(sql, parameters)
+            changes.operator_changed(change)
 
 
 def peer_json(peer: PeerView, line_factory) -> Dict[str, Any]:
@@ -176,6 +179,13 @@ class ApiResource(Resource):
             raise AdminError(400, "the body must be a JSON object")
         return body
 
+    @staticmethod
+    def _note(body: Dict[str, Any]) -> Optional[str]:
+        note = body.get("note")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise AdminError(400, "note must be text of at most %d characters" % MAX_NOTE)
+        return note
+
     # -- reading --------------------------------------------------------------------
 
     def health(self, request: Request) -> Dict[str, Any]:
@@ -266,8 +276,7 @@ class ApiResource(Resource):
             raise AdminError(400, "mode must be 'open' or 'allow'")
         core = self.context.core
         core.access.set_mode(mode)
-        self.context.record("INSERT OR REPLACE INTO settings (key, value) VALUES ('access_mode', ?)",
-                            (mode,))
+        self.context.record(ModeSet(mode))
         dropped = 0
         if mode == MODE_ALLOW:  # content that is no longer allowed leaves at once
             for info_hash in [h for h in core.swarms if h not in core.access.allowed]:
@@ -290,11 +299,10 @@ class ApiResource(Resource):
         self._access_list(list_name)
         body = self._body(request)
         info_hash = parse_hash(str(body.get("info_hash", "")))
-        note = body.get("note")
+        note = self._note(body)
         core = self.context.core
         added = core.access.add(list_name, info_hash)
-        self.context.record("INSERT OR REPLACE INTO access_list (list, info_hash, note, added_at) "
-                            "VALUES (?, ?, ?, ?)", (list_name, info_hash, note, self.context.clock.seconds()))
+        self.context.record(AccessRuleAdded(list_name, info_hash, note, self.context.clock.seconds()))
         # Refused content leaves its swarm at once.
         dropped = core.drop_swarm(info_hash) if list_name == "deny" else 0
         return {"list": list_name, "info_hash": info_hash.hex(), "added": added,
@@ -306,8 +314,7 @@ class ApiResource(Resource):
         core = self.context.core
         if not core.access.remove(list_name, info_hash):
             raise AdminError(404, "%s is not on the %s list" % (info_hash.hex(), list_name))
-        self.context.record("DELETE FROM access_list WHERE list = ? AND info_hash = ?",
-                            (list_name, info_hash))
+        self.context.record(AccessRuleRemoved(list_name, info_hash))
         dropped = 0
         if list_name == "allow" and core.access.mode == MODE_ALLOW:
             dropped = core.drop_swarm(info_hash)
@@ -319,12 +326,12 @@ class ApiResource(Resource):
 
     def add_ban(self, request: Request) -> Dict[str, Any]:
         body = self._body(request)
+        note = self._note(body)
         try:
             cidr = self.context.core.access.ban(str(body.get("cidr", "")))
         except ValueError:
             raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
-        self.context.record("INSERT OR REPLACE INTO bans (cidr, note, added_at) VALUES (?, ?, ?)",
-                            (cidr, body.get("note"), self.context.clock.seconds()))
+        self.context.record(BanAdded(cidr, note, self.context.clock.seconds()))
         return {"cidr": cidr, "banned": True}
 
     def remove_ban(self, request: Request) -> Dict[str, Any]:
@@ -335,7 +342,7 @@ class ApiResource(Resource):
             raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
         if not removed:
             raise AdminError(404, "%s is not banned" % cidr)
-        self.context.record("DELETE FROM bans WHERE cidr = ?", (cidr,))
+        self.context.record(BanRemoved(cidr))
         return {"cidr": cidr, "removed": True}
 
     def list_tokens(self, request: Request) -> Dict[str, Any]:
@@ -351,15 +358,14 @@ class ApiResource(Resource):
         if not isinstance(token, str) or len(token) > 256 or " " in token:
             raise AdminError(400, "token must be text without spaces, at most 256 characters")
         self.context.core.access.node_tokens[node] = token
-        self.context.record("INSERT OR REPLACE INTO node_tokens (node_id, token, created_at) "
-                            "VALUES (?, ?, ?)", (node, token, self.context.clock.seconds()))
+        self.context.record(NodeTokenSet(node, token, self.context.clock.seconds()))
         return {"node": node, "token": token}
 
     def remove_token(self, request: Request) -> Dict[str, Any]:
         node = self._arg(request, "node", "") or ""
         if self.context.core.access.node_tokens.pop(node, None) is None:
             raise AdminError(404, "node %s has no token" % node)
-        self.context.record("DELETE FROM node_tokens WHERE node_id = ?", (node,))
+        self.context.record(NodeTokenRemoved(node))
         return {"node": node, "removed": True}
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
+from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
+                                  NodeTokenRemoved, NodeTokenSet)
 
 # Peers written per executemany before the store thread yields the interpreter lock.
 WRITE_CHUNK = 500
@@ -31,6 +33,32 @@ _UPSERT_NODE = (
     "region = excluded.region, last_seen = excluded.last_seen")
 _UPSERT_TOTALS = ("INSERT OR REPLACE INTO totals (minute, swarms, peers, seeders, leechers, announces) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
+_ADD_ACCESS = "INSERT OR REPLACE INTO access_list (list, info_hash, note, added_at) VALUES (?, ?, ?, ?)"
+_REMOVE_ACCESS = "DELETE FROM access_list WHERE list = ? AND info_hash = ?"
+_ADD_BAN = "INSERT OR REPLACE INTO bans (cidr, note, added_at) VALUES (?, ?, ?)"
+_REMOVE_BAN = "DELETE FROM bans WHERE cidr = ?"
+_SET_TOKEN = "INSERT OR REPLACE INTO node_tokens (node_id, token, created_at) VALUES (?, ?, ?)"
+_REMOVE_TOKEN = "DELETE FROM node_tokens WHERE node_id = ?"
+_SET_MODE = "INSERT OR REPLACE INTO settings (key, value) VALUES ('access_mode', ?)"
+
+
+def operator_statement(change) -> Tuple[str, tuple]:
+    """The SQL for one of the operator's changes (access rules, bans, tokens, mode)."""
+    if isinstance(change, AccessRuleAdded):
+        return _ADD_ACCESS, (change.list_name, change.info_hash, change.note, change.added_at)
+    if isinstance(change, AccessRuleRemoved):
+        return _REMOVE_ACCESS, (change.list_name, change.info_hash)
+    if isinstance(change, BanAdded):
+        return _ADD_BAN, (change.cidr, change.note, change.added_at)
+    if isinstance(change, BanRemoved):
+        return _REMOVE_BAN, (change.cidr,)
+    if isinstance(change, NodeTokenSet):
+        return _SET_TOKEN, (change.node_id, change.token, change.created_at)
+    if isinstance(change, NodeTokenRemoved):
+        return _REMOVE_TOKEN, (change.node_id,)
+    if isinstance(change, ModeSet):
+        return _SET_MODE, (change.mode,)
+    raise TypeError("no SQL for %r" % (change,))
 
 
 @attr.s(slots=True, frozen=True)
@@ -55,23 +83,10 @@ class SQLiteStore:
         Runs on the store thread. Rows are built and written in chunks with a
         pause between them, so this thread never holds the interpreter lock for
         long while the reactor thread has requests to answer."""
-        content = [(s.info_hash, s.first_seen, s.completed, s.name, s.size)
-                   for s in batch.content.values()]
-        items = list(batch.peers.items())
         conn = self.conn
         conn.execute("BEGIN")
         try:
-            if content:
-                conn.executemany(_UPSERT_CONTENT, content)
-            for start in range(0, len(items), WRITE_CHUNK):
-                conn.executemany(_UPSERT_PEER, [
-                    key + row for key, row in items[start:start + WRITE_CHUNK]])
-                time.sleep(0)  # hand the interpreter lock to the reactor thread
-            if batch.seen:
-                conn.executemany(_UPDATE_SEEN, [(seen, info_hash, peer_id)
-                                                for (info_hash, peer_id), seen in batch.seen.items()])
-            if batch.removed:
-                conn.executemany(_DELETE_PEER, batch.removed)
+            self._write_peers(batch)
             if batch.completions:
                 conn.executemany(_INSERT_COMPLETION, batch.completions)
             if batch.totals:
@@ -80,14 +95,30 @@ class SQLiteStore:
                 conn.executemany(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
                                                 for node_id, (ip, port, region, seen)
                                                 in batch.nodes.items()])
-            for sql, parameters in batch.statements:
+            for change in batch.operator:
+                sql, parameters = operator_statement(change)
                 conn.execute(sql, parameters)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        return (len(items) + len(batch.seen) + len(content) + len(batch.removed) + len(batch.completions)
-                + len(batch.totals) + len(batch.statements) + len(batch.nodes))
+        return len(batch)
+
+    def _write_peers(self, batch: ChangeBatch) -> None:
+        conn = self.conn
+        if batch.content:
+            conn.executemany(_UPSERT_CONTENT, [(info_hash,) + content
+                                               for info_hash, content in batch.content.items()])
+        items = list(batch.peers.items())
+        for start in range(0, len(items), WRITE_CHUNK):
+            conn.executemany(_UPSERT_PEER, [key + row for key, row in items[start:start + WRITE_CHUNK]])
+            time.sleep(0)  # hand the interpreter lock to the reactor thread
+        if batch.seen:
+            conn.executemany(_UPDATE_SEEN, [(seen, info_hash, peer_id)
+                                            for (info_hash, peer_id), seen in batch.seen.items()])
+        if batch.removed:
+            conn.executemany(_DELETE_PEER, batch.removed)
 
     def restore(self, core: TrackerCore, now: float) -> RestoreReport:
         """Rebuild swarms from live peers (time to live not run out) and the
