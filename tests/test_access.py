@@ -10,9 +10,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 
 from helpers import announce_request, bdecode, info_hash
-from test_http_door import Client, announce_target
+from clients import Client, UDPClient, announce_target
 from test_line_door import Node
-from test_udp_door import UDPClient
 from tracker.core import MODE_ALLOW, AccessPolicy, TrackerCore, TrackerError
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.doors.line import LineDoorSettings, LineTrackerFactory
@@ -37,14 +36,19 @@ def doors(core):
     return http, (udp, transport), line
 
 
-def refused_everywhere(core, swarm: int, host: str, message: str):
+def refused_everywhere(core, swarm: int, host: str, message: str, at_hello: bool = False):
+    """HTTP and UDP announces are refused with `message`; the line door refuses
+    the node's HELLO (`at_hello`: a banned address) or else its HAVE."""
     http, (udp, transport), line = doors(core)
     reply = Client(http, host).announce(info_hash=info_hash(swarm))
     assert reply == {b"failure reason": message.encode()}
     reply = UDPClient(udp, transport, (host, 1)).announce(swarm=swarm)
     assert reply == {"error": message}
     node = Node(line, host)
-    if node.hello("edge-1") == ["OK HELLO edge-1 entries=0"]:
+    if at_hello:
+        assert node.hello("edge-1") == ["ERR 403 " + message]
+    else:
+        assert node.hello("edge-1") == ["OK HELLO edge-1 entries=0"]
         assert node.send("HAVE " + info_hash(swarm).hex()) == ["ERR 403 " + message]
     assert info_hash(swarm) not in core.swarms
 
@@ -79,7 +83,8 @@ def test_allow_list_mode_tracks_only_listed_content(core):
 
 def test_banned_range_is_refused_on_every_door(core):
     core.access.ban("10.9.0.0/16")
-    refused_everywhere(core, 1, "10.9.3.4", "your address is banned from this tracker")
+    refused_everywhere(core, 1, "10.9.3.4", "your address is banned from this tracker",
+                       at_hello=True)
     accepted_everywhere(core, 1, "10.8.0.1")
 
 

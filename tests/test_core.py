@@ -6,10 +6,13 @@ import random
 import pytest
 
 from helpers import announce_request, info_hash, peer_id
+from tracker.addresses import in_networks, normalise_ip
+from tracker.cache import BoundedCache
 from tracker.core import (
     EVENT_COMPLETED, EVENT_STARTED, EVENT_STOPPED, TrackerCore, TrackerError,
     TrackerSettings,
 )
+from tracker.core.swarm import completion_key
 
 
 def make_core(**settings) -> TrackerCore:
@@ -307,5 +310,49 @@ def test_completions_of_many_peers_count_once_each_in_any_order():
     swarm = core.swarms[info_hash(1)]
     assert swarm.completed == 500
     assert list(swarm.completed_by) == sorted(swarm.completed_by)  # kept sorted for bisect
-    assert all(swarm.has_completed(peer_id(n)) for n in range(500))
-    assert not swarm.has_completed(peer_id(500))
+    assert set(swarm.completed_by) == {completion_key(peer_id(n)) for n in range(500)}
+
+
+def test_restored_peers_are_shuffled_within_their_part():
+    """The store gives rows in peer id order; a sample must not be a run of them."""
+    core = make_core()
+    swarm = core.restore_swarm(info_hash(1), 0.0, 0)
+    for n in range(300):
+        core.restore_peer(swarm, peer_id(n), "10.0.%d.%d" % (n // 256, n % 256), 1000 + n,
+                          n % 2, 0.0, "http")
+    views = list(swarm.views())
+    seeders = [v.peer_id for v in views if v.seeder]
+    leechers = [v.peer_id for v in views if not v.seeder]
+    assert (len(seeders), len(leechers), core.peer_count) == (150, 150, 300)
+    assert seeders != sorted(seeders) and leechers != sorted(leechers)
+    assert [v.seeder for v in views] == [True] * 150 + [False] * 150
+
+
+def test_a_bounded_cache_empties_itself_when_full():
+    cache = BoundedCache(3)
+    for n in range(3):
+        assert cache.put(n, str(n)) == str(n)
+    assert dict(cache) == {0: "0", 1: "1", 2: "2"}
+    cache.put(3, "3")
+    assert dict(cache) == {3: "3"}
+    with pytest.raises(ValueError):
+        BoundedCache(0)
+
+
+@pytest.mark.parametrize("ip,networks,inside", [
+    ("10.1.2.3", ["10.0.0.0/8"], True),
+    ("11.1.2.3", ["10.0.0.0/8"], False),
+    ("2001:db8::1", ["10.0.0.0/8", "2001:db8::/32"], True),
+    ("10.1.2.3", ["::/0"], False),  # an IPv4 address is not in an IPv6 network
+    ("not an address", ["0.0.0.0/0"], False),
+])
+def test_network_membership(ip, networks, inside):
+    import ipaddress
+    assert in_networks(ip, [ipaddress.ip_network(n) for n in networks]) is inside
+
+
+@pytest.mark.parametrize("host,ip", [
+    ("::ffff:10.0.0.1", "10.0.0.1"), ("fe80::1%eth0", "fe80::1"), ("2001:db8::1", "2001:db8::1"),
+])
+def test_client_addresses_are_normalised(host, ip):
+    assert normalise_ip(host) == ip

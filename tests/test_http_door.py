@@ -2,77 +2,15 @@
 from __future__ import annotations
 
 import random
-from urllib.parse import quote_from_bytes
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
+from clients import Client, announce_target, q
 from helpers import bdecode, info_hash, peer_id
 from tracker.core import TrackerCore, TrackerSettings
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
-
-
-class Client:
-    """One connection to the door: send bytes, read parsed responses."""
-
-    def __init__(self, factory, host="10.1.2.3", ipv6=False):
-        address = (IPv6Address("TCP", host, 50000) if ipv6 else IPv4Address("TCP", host, 50000))
-        self.transport = StringTransport(peerAddress=address)
-        self.protocol = factory.buildProtocol(address)
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: bytes):
-        self.protocol.dataReceived(data)
-
-    def responses(self):
-        """Parse and consume everything written so far."""
-        data = self.transport.value()
-        self.transport.clear()
-        out = []
-        while data:
-            head, _, rest = data.partition(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            version, status, _ = lines[0].split(b" ", 2)
-            assert version == b"HTTP/1.1"
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-            length = int(headers[b"content-length"])
-            body, data = rest[:length], rest[length:]
-            out.append((int(status), headers, body))
-        return out
-
-    def get(self, target: bytes, version=b"HTTP/1.1", headers=b""):
-        self.send(b"GET " + target + b" " + version + b"\r\nHost: t\r\n" + headers + b"\r\n")
-        (response,) = self.responses()
-        return response
-
-    def announce(self, **params):
-        return bdecode(self.get(announce_target(**params))[2])
-
-    @property
-    def closed(self):
-        return self.transport.disconnecting
-
-
-def q(value) -> bytes:
-    if isinstance(value, int):
-        value = str(value).encode()
-    elif isinstance(value, str):
-        value = value.encode()
-    return quote_from_bytes(value).encode()
-
-
-def announce_target(**params) -> bytes:
-    defaults = {"info_hash": info_hash(1), "peer_id": peer_id(1), "port": 6881,
-                "uploaded": 0, "downloaded": 0, "left": 100}
-    defaults.update(params)
-    return b"/announce?" + b"&".join(
-        k.encode() + b"=" + q(v) for k, v in defaults.items() if v is not None)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tracker.core.swarm import INDEX_AT, Swarm
 def check_pool(pool: PeerPool, model: dict) -> None:
     """The pool holds exactly the model's peers, seeders first, and finds each."""
     assert len(pool) == len(model)
-    assert len(pool.ids) == 20 * len(model) and len(pool.addrs) == pool.width * len(model)
+    assert len(pool.ids) == 20 * len(model) and len(pool.addrs) == pool.addr_width * len(model)
     assert len(pool.seen) == len(model)
     assert pool.seeders == sum(1 for v in model.values() if v[1])
     for pos in range(len(pool)):

@@ -9,72 +9,13 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 
+from clients import UDPClient
 from helpers import info_hash, peer_id
 from tracker.core import TrackerCore, TrackerSettings
-from tracker.doors import connection_ids
 from tracker.doors.connection_ids import WINDOW_S, ConnectionIds
 from tracker.doors.udp import (
     PROTOCOL_ID, UDPDoorSettings, UDPTrackerProtocol, parse_options,
 )
-
-CLIENT = ("10.0.0.1", 40000)
-
-
-class UDPClient:
-    """Speaks BEP 15 to the door through a FakeDatagramTransport."""
-
-    def __init__(self, door, transport, addr=CLIENT):
-        self.door = door
-        self.transport = transport
-        self.addr = addr
-        self.tid = 1000
-
-    def send(self, packet: bytes):
-        """Send one datagram; return the reply bytes, or None for silence."""
-        before = len(self.transport.written)
-        self.door.datagramReceived(packet, self.addr)
-        replies = self.transport.written[before:]
-        assert len(replies) <= 1
-        if not replies:
-            return None
-        data, to = replies[0]
-        assert to == self.addr
-        return data
-
-    def connect(self) -> bytes:
-        self.tid += 1
-        reply = self.send(PROTOCOL_ID + struct.pack(">II", 0, self.tid))
-        action, tid, connection_id = struct.unpack(">II8s", reply)
-        assert (action, tid) == (0, self.tid)
-        return connection_id
-
-    def announce_packet(self, connection_id, swarm=1, peer=1, left=100, event=0, port=6881,
-                        numwant=-1, ip=0, uploaded=0, downloaded=0, options=b""):
-        self.tid += 1
-        return struct.pack(">8sII20s20sQQQIIIiH", connection_id, 1, self.tid, info_hash(swarm),
-                           peer_id(peer), downloaded, left, uploaded, event, ip, 0, numwant,
-                           port) + options
-
-    def announce(self, **kwargs):
-        connection_id = kwargs.pop("connection_id", None) or self.connect()
-        reply = self.send(self.announce_packet(connection_id, **kwargs))
-        action, tid = struct.unpack_from(">II", reply)
-        if action == 3:
-            return {"error": reply[8:].decode()}
-        assert (action, tid) == (1, self.tid)
-        interval, leechers, seeders = struct.unpack_from(">III", reply, 8)
-        return {"interval": interval, "leechers": leechers, "seeders": seeders, "peers": reply[20:]}
-
-    def scrape(self, hashes, connection_id=None):
-        connection_id = connection_id or self.connect()
-        self.tid += 1
-        reply = self.send(struct.pack(">8sII", connection_id, 2, self.tid) + b"".join(hashes))
-        action, tid = struct.unpack_from(">II", reply)
-        if action == 3:
-            return {"error": reply[8:].decode()}
-        assert tid == self.tid
-        return [struct.unpack_from(">III", reply, 8 + 12 * i) for i in range(len(hashes))]
-
 
 @pytest.fixture
 def clock():
@@ -339,9 +280,9 @@ def test_an_older_id_stays_valid_after_a_newer_one_is_remembered():
     assert not ids.check(forged, address)
 
 
-def test_remembered_ids_are_bounded(monkeypatch):
-    monkeypatch.setattr(connection_ids, "RECENT_IDS", 10)
+def test_remembered_ids_are_bounded():
     ids = ConnectionIds(Clock(), max_age_s=300)
+    ids._recent.limit = 10
     issued = [(n.to_bytes(4, "big"), ids.issue(n.to_bytes(4, "big"))) for n in range(25)]
     assert len(ids._recent) <= 10
     assert all(ids.check(connection_id, address) for address, connection_id in issued)
@@ -408,10 +349,8 @@ def test_random_datagrams_never_raise_or_amplify(datagram, host):
     assert core.swarms == {}
 
 
-def test_the_parsed_form_of_recent_hosts_is_bounded_and_normalised(door, transport, core,
-                                                                   monkeypatch):
-    from tracker.doors import udp
-    monkeypatch.setattr(udp, "HOST_CACHE", 3)
+def test_the_parsed_form_of_recent_hosts_is_bounded_and_normalised(door, transport, core):
+    door._hosts.limit = 3
     for n in range(10):
         host = "::ffff:10.0.1.%d" % n if n % 2 else "10.0.1.%d" % n
         client = UDPClient(door, transport, (host, 4000 + n))

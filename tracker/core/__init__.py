@@ -2,15 +2,17 @@
 
 Pure Python: no network imports, and time is always passed in.
 """
+from tracker.addresses import address_text, compact_address
 from tracker.core.access import MODE_ALLOW, MODE_OPEN, AccessPolicy
 from tracker.core.changes import ChangeBatch, ChangeLog
+from tracker.core.errors import TrackerError
 from tracker.core.swarm import (
     DOOR_HTTP, DOOR_LINE, DOOR_UDP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED,
-    EVENT_STOPPED, PeerPool, PeerView, Swarm, address_text, compact_address,
+    EVENT_STOPPED, PeerPool, PeerView, Swarm,
 )
 from tracker.core.tracker import (
-    AnnounceRequest, AnnounceResult, ScrapeEntry, TrackerCore, TrackerError,
-    TrackerSettings, TrackerStats,
+    MAX_COUNTER, AnnounceRequest, AnnounceResult, ScrapeEntry, TrackerCore, TrackerSettings,
+    TrackerStats,
 )
 
 __all__ = [
@@ -19,5 +21,5 @@ __all__ = [
     "EVENT_STARTED", "EVENT_STOPPED", "PeerPool", "PeerView", "Swarm", "address_text",
     "compact_address",
     "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",
-    "TrackerError", "TrackerSettings", "TrackerStats",
+    "TrackerError", "TrackerSettings", "TrackerStats", "MAX_COUNTER",
 ]

@@ -3,14 +3,13 @@ nodes may register. Changes take effect at once; the admin API persists them."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Dict, List, Set, Union
+from typing import Dict, List, Set
 
-from tracker.core.tracker import TrackerError
+from tracker.addresses import Network, in_networks
+from tracker.core.errors import TrackerError
 
 MODE_OPEN = "open"    # every info hash is tracked except the denied ones
 MODE_ALLOW = "allow"  # only the allowed info hashes are tracked
-
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class AccessPolicy:
@@ -41,12 +40,7 @@ class AccessPolicy:
             raise TrackerError("address_banned", "your address is banned from this tracker")
 
     def is_banned(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in network for network in self._ban_list
-                   if network.version == address.version)
+        return in_networks(ip, self._ban_list)
 
     # -- changes -----------------------------------------------------------------------
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-import socket
 from array import array
 from typing import Dict, Iterator, List, Optional, Tuple
+
+# Re-exported for the line door until it imports them from tracker.addresses.
+from tracker.addresses import address_text, address_words, compact_address, pack_ip  # noqa: F401
 
 # Event codes use BEP 15's numbering so the UDP door maps them directly.
 EVENT_NONE = 0
@@ -54,41 +56,6 @@ def completion_key(peer_id: bytes) -> int:
     """A 64-bit fingerprint of a peer id (a collision among a swarm's
     completions is about one chance in 2^64 / n)."""
     return int.from_bytes(hashlib.blake2b(peer_id, digest_size=8).digest(), "big")
-
-
-def pack_ip(ip: str) -> bytes:
-    """4 (IPv4) or 16 (IPv6) address bytes."""
-    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-
-
-def compact_address(ip: str, port: int) -> bytes:
-    """The BEP 23 / BEP 7 compact form: 4 or 16 address bytes, then the port."""
-    return pack_ip(ip) + port.to_bytes(2, "big")
-
-
-# Text forms of recently shown compact addresses (emptied when it grows past this).
-ADDRESS_TEXT_CACHE = 65536
-_address_text: Dict[bytes, Tuple[str, int, str]] = {}
-
-
-def address_text(compact: bytes) -> Tuple[str, int, str]:
-    """(ip, port, "ip port") back from a compact address (remembered: PEERS
-    replies and events show the same peers again and again)."""
-    text = _address_text.get(compact)
-    if text is None:
-        if len(_address_text) >= ADDRESS_TEXT_CACHE:
-            _address_text.clear()
-        family = socket.AF_INET if len(compact) == 6 else socket.AF_INET6
-        ip = socket.inet_ntop(family, compact[:-2])
-        port = int.from_bytes(compact[-2:], "big")
-        text = _address_text[compact] = (ip, port, "%s %d" % (ip, port))
-    return text
-
-
-def address_words(compact: bytes) -> str:
-    """"IP PORT" of a compact address, as the line protocol shows a peer."""
-    text = _address_text.get(compact)
-    return text[2] if text is not None else address_text(compact)[2]
 
 
 class PeerView:
@@ -126,10 +93,11 @@ class PeerView:
 class PeerPool:
     """The peers of one swarm and one address family, as packed records."""
 
-    __slots__ = ("width", "ids", "addrs", "seen", "doors", "seeders", "index")
+    __slots__ = ("addr_width", "ids", "addrs", "seen", "doors", "seeders", "index")
 
-    def __init__(self, width: int) -> None:
-        self.width = width  # bytes of a compact address: 6 or 18
+    def __init__(self, addr_width: int) -> None:
+        # Bytes of one compact address: 6 in the IPv4 pool, 18 in the IPv6 one.
+        self.addr_width = addr_width
         self.ids = bytearray()
         self.addrs = bytearray()
         self.seen = array("d")
@@ -139,6 +107,11 @@ class PeerPool:
 
     def __len__(self) -> int:
         return len(self.doors)
+
+    @property
+    def family(self) -> int:
+        """4 or 6, as in `AnnounceRequest.family`."""
+        return 4 if self.addr_width == 6 else 6
 
     def find(self, peer_id: bytes) -> int:
         """The position of a peer, or -1."""
@@ -156,7 +129,7 @@ class PeerPool:
         return bytes(self.ids[pos * ID_WIDTH:(pos + 1) * ID_WIDTH])
 
     def compact(self, pos: int) -> bytes:
-        w = self.width
+        w = self.addr_width
         return bytes(self.addrs[pos * w:(pos + 1) * w])
 
     def view(self, pos: int) -> PeerView:
@@ -178,8 +151,8 @@ class PeerPool:
     def append(self, peer_id: bytes, compact: bytes, seen: float, door: int,
                seeder: bool) -> int:
         """Add a peer known not to be in the pool yet at the end of its part,
-        without shuffling (the restore at start-up uses it directly: rows come
-        in peer id order, as good as random); returns its position."""
+        without shuffling; returns its position. Only `add` keeps the parts in
+        random order, which sampling by window relies on."""
         end = len(self.doors)
         self.ids += peer_id
         self.addrs += compact
@@ -209,7 +182,7 @@ class PeerPool:
             self.seeders = boundary
         elif pos != last:
             self._move(last, pos)
-        w = self.width
+        w = self.addr_width
         del self.ids[-ID_WIDTH:]
         del self.addrs[-w:]
         self.seen.pop()
@@ -239,12 +212,12 @@ class PeerPool:
         return pos
 
     def set_compact(self, pos: int, compact: bytes) -> None:
-        w = self.width
+        w = self.addr_width
         self.addrs[pos * w:(pos + 1) * w] = compact
 
     def _move(self, src: int, dst: int) -> None:
         """Copy record `src` over record `dst` (whose peer is going away)."""
-        w = self.width
+        w = self.addr_width
         moved_id = self.ids[src * ID_WIDTH:(src + 1) * ID_WIDTH]
         self.ids[dst * ID_WIDTH:(dst + 1) * ID_WIDTH] = moved_id
         self.addrs[dst * w:(dst + 1) * w] = self.addrs[src * w:(src + 1) * w]
@@ -256,7 +229,7 @@ class PeerPool:
     def _swap(self, a: int, b: int) -> None:
         if a == b:
             return
-        w = self.width
+        w = self.addr_width
         ids, addrs, seen, doors = self.ids, self.addrs, self.seen, self.doors
         ia, ib = slice(a * ID_WIDTH, (a + 1) * ID_WIDTH), slice(b * ID_WIDTH, (b + 1) * ID_WIDTH)
         id_a, id_b = ids[ia], ids[ib]
@@ -319,7 +292,7 @@ class PeerPool:
         return out
 
     def compact_of(self, ranges: List[Tuple[int, int]]) -> bytes:
-        w = self.width
+        w = self.addr_width
         addrs = self.addrs
         if len(ranges) == 1:
             a, b = ranges[0]
@@ -330,7 +303,7 @@ class PeerPool:
         return b"".join([addrs[a * w:b * w] for a, b in ranges])
 
     def views_of(self, ranges: List[Tuple[int, int]]) -> List[PeerView]:
-        w = self.width
+        w = self.addr_width
         seeders = self.seeders
         out: List[PeerView] = []
         for a, b in ranges:
@@ -447,7 +420,7 @@ class Swarm:
             return []
         picks = []
         for pool in self.pools():
-            if family and pool.width != (6 if family == 4 else 18):
+            if family and pool.addr_width != (6 if family == 4 else 18):
                 continue
             lo = pool.seeders if seeder else 0
             hi = len(pool.doors)

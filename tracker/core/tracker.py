@@ -5,29 +5,20 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Protocol, Set
+from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
 
+from tracker.addresses import pack_ip
+from tracker.cache import BoundedCache
+from tracker.core.access import AccessPolicy
 from tracker.core.changes import ChangeLog
-
-if TYPE_CHECKING:
-    from tracker.core.access import AccessPolicy
+from tracker.core.errors import TrackerError
 from tracker.core.swarm import (
-    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm, pack_ip,
+    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm,
 )
 
 MINUTE = 60
-
-
-class TrackerError(Exception):
-    """A request the tracker refuses. `code` is stable (for counters and
-    metrics); `message` is what a client shows its user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @attr.s(slots=True, frozen=True)
@@ -62,7 +53,7 @@ class AnnounceRequest:
     numwant = attr.ib(default=None)  # type: Optional[int]
     door = attr.ib(default="http")  # type: str
     # BEP 41 URL data of a UDP announce (path and query of the announce URL),
-    # carried for features such as passkeys; the core does not read it yet.
+    # carried for features such as passkeys (the core itself does not read it).
     url_data = attr.ib(default=b"")  # type: bytes
     # Which peers to return: 4 or 6 for one address family (UDP), 0 for both.
     family = attr.ib(default=0)  # type: int
@@ -83,10 +74,6 @@ class AnnounceResult:
     interval_s = attr.ib()  # type: int
     min_interval_s = attr.ib()  # type: int
     peer_list = attr.ib(default=None)  # type: Optional[List[PeerView]]
-
-    @property
-    def peer_count(self) -> int:
-        return len(self.peers) // 6 + len(self.peers6) // 18
 
 
 @attr.s(slots=True, frozen=True)
@@ -111,6 +98,8 @@ class TrackerStats:
         self.failures[code] = self.failures.get(code, 0) + 1
 
 
+# The largest byte count (uploaded, downloaded, left) any door accepts: SQLite's
+# signed 64-bit integer, where the store keeps it.
 MAX_COUNTER = 2 ** 63 - 1
 
 
@@ -120,22 +109,15 @@ class SwarmWatcher(Protocol):
     def swarm_changed(self, info_hash: bytes, peer: PeerView, joined: bool) -> None: ...
 
 
-# Packed addresses of the IP strings seen lately (cleared when it grows past this).
-PACKED_IP_CACHE = 65536
-
-
 class TrackerCore:
     """Every swarm, keyed by 20-byte info hash, and the operations on them."""
 
     def __init__(self, settings: Optional[TrackerSettings] = None,
                  rng: Optional[random.Random] = None,
                  changes: Optional[ChangeLog] = None,
-                 access: Optional["AccessPolicy"] = None) -> None:
+                 access: Optional[AccessPolicy] = None) -> None:
         self.settings = settings or TrackerSettings()
-        if access is None:
-            from tracker.core.access import AccessPolicy
-            access = AccessPolicy()
-        self.access = access
+        self.access = access if access is not None else AccessPolicy()
         # Where changes are recorded for the store (None: nothing is persisted).
         self.changes = changes
         self.swarms: Dict[bytes, Swarm] = {}
@@ -145,15 +127,14 @@ class TrackerCore:
         self._scrape_zero = ScrapeEntry(0, 0, 0)
         # Swarm watchers (the line door's SUBSCRIBE): info_hash -> listeners.
         self._watchers: Dict[bytes, Set[SwarmWatcher]] = {}
-        self._packed_ips: Dict[str, bytes] = {}
+        # Packed addresses of the IP strings seen lately.
+        self._packed_ips = BoundedCache()
 
     def compact_address(self, ip: str, port: int) -> bytes:
         """BEP 23 / BEP 7 compact form, the address part remembered per IP."""
         packed = self._packed_ips.get(ip)
         if packed is None:
-            if len(self._packed_ips) >= PACKED_IP_CACHE:
-                self._packed_ips.clear()
-            packed = self._packed_ips[ip] = pack_ip(ip)
+            packed = self._packed_ips.put(ip, pack_ip(ip))
         return packed + port.to_bytes(2, "big")
 
     # -- announce -----------------------------------------------------------
@@ -225,7 +206,7 @@ class TrackerCore:
                 pos = swarm.v6.find(peer_id)
                 if pos >= 0:
                     pool = swarm.v6
-        if pool is not None and pool.width != len(compact):
+        if pool is not None and pool.addr_width != len(compact):
             # The peer moved to the other address family.
             pool.remove(pos)
             self.peer_count -= 1
@@ -237,7 +218,7 @@ class TrackerCore:
             if self._watchers:
                 self._notify(req.info_hash, pool.view(pos), True)
         else:
-            width = pool.width
+            width = pool.addr_width
             if pool.addrs[pos * width:(pos + 1) * width] != compact:
                 pool.set_compact(pos, compact)
             if (pos < pool.seeders) != seeder:
@@ -264,7 +245,7 @@ class TrackerCore:
         for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, rng):
             if not req.compact:
                 result.peer_list = (result.peer_list or []) + chosen.views_of(ranges)
-            elif chosen.width == 6:
+            elif chosen.addr_width == 6:
                 result.peers = chosen.compact_of(ranges)
             else:
                 result.peers6 = chosen.compact_of(ranges)
@@ -425,9 +406,10 @@ class TrackerCore:
         swarm.size = size
         return swarm
 
-    def describe(self, info_hash: bytes, name: Optional[str], size: Optional[int],
-                 now: float) -> Swarm:
-        """Record content metadata (a node's HAVE name=... size=...)."""
+    def describe_content(self, info_hash: bytes, name: Optional[str], size: Optional[int],
+                         now: float) -> Swarm:
+        """Set a swarm's content metadata (a node's HAVE name=... size=...),
+        creating the swarm if needed; records the change if there is one."""
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             swarm = self.swarms[info_hash] = Swarm(info_hash, now)
@@ -440,14 +422,20 @@ class TrackerCore:
             self.changes.content_changed(swarm)
         return swarm
 
+    # The former name, kept until the line door calls describe_content.
+    describe = describe_content
+
     def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
                      last_seen: float, door: str) -> None:
         """Put back a peer read from the store (nothing is recorded as changed).
         The store's rows are unique per swarm and peer id, and restoring runs
-        before any request: the peer is appended without looking for it."""
+        before any request: the peer is added without looking for it. It goes
+        to a random place of its part: the rows come in peer id order, and
+        BEP 20 peer ids start with the client's name, so appending them would
+        hand out windows of one client."""
         compact = self.compact_address(ip, port)
-        swarm.pool_for(compact).append(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
-                                       left == 0)
+        swarm.pool_for(compact).add(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
+                                    left == 0, self._rng)
         self.peer_count += 1
 
     # -- figures --------------------------------------------------------------

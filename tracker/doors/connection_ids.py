@@ -21,9 +21,9 @@ from typing import Callable, Dict, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
+from tracker.cache import BoundedCache
+
 WINDOW_S = 15
-# Ids remembered per client address (the table is emptied when it grows past this).
-RECENT_IDS = 65536
 
 
 class ConnectionIds:
@@ -42,13 +42,8 @@ class ConnectionIds:
         self.windows_per_key = max(int(rotate_s // WINDOW_S), self.max_windows + 1)
         self._random_bytes = random_bytes
         self._keys: Dict[int, bytes] = {}
-        self._recent: Dict[bytes, bytes] = {}
-
-    def _remember(self, address: bytes, connection_id: bytes) -> None:
-        recent = self._recent
-        if len(recent) >= RECENT_IDS:
-            recent.clear()
-        recent[address] = connection_id
+        # The last id issued to (or verified for) each recent client address.
+        self._recent = BoundedCache()
 
     def _key(self, window: int, create: bool) -> Optional[bytes]:
         index = window // self.windows_per_key
@@ -70,7 +65,7 @@ class ConnectionIds:
         if recent is not None and recent[:2] == stamp:
             return recent
         connection_id = stamp + self._mac(self._key(window, create=True), window, address)
-        self._remember(address, connection_id)
+        self._recent.put(address, connection_id)
         return connection_id
 
     def check(self, connection_id: bytes, address: bytes) -> bool:
@@ -89,6 +84,6 @@ class ConnectionIds:
         if recent is not None and hmac.compare_digest(recent, connection_id):
             return True
         if hmac.compare_digest(connection_id[2:], self._mac(key, window, address)):
-            self._remember(address, connection_id)
+            self._recent.put(address, connection_id)
             return True
         return False

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+from tracker.cache import BoundedCache
+
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 # Every two-hex-digit escape body, in any letter case, to its byte: one dict
 # look-up per escape instead of int(..., 16) and a bytes constructor.
@@ -37,19 +39,15 @@ def unquote(raw: bytes) -> bytes:
 
 # Decoded values by their escaped form. Info hashes and peer ids repeat across
 # announces (a swarm's hash on every announce, a peer's id every interval), so
-# most look-ups hit; the cache is emptied when full to bound its memory.
-_UNQUOTED: Dict[bytes, bytes] = {}
-UNQUOTE_CACHE_SIZE = 65536
+# most look-ups hit.
+_UNQUOTED = BoundedCache()
 
 
 def unquote_cached(raw: bytes) -> bytes:
     """`unquote`, remembering recent results."""
     value = _UNQUOTED.get(raw)
     if value is None:
-        value = unquote(raw)
-        if len(_UNQUOTED) >= UNQUOTE_CACHE_SIZE:
-            _UNQUOTED.clear()
-        _UNQUOTED[raw] = value
+        value = _UNQUOTED.put(raw, unquote(raw))
     return value
 
 

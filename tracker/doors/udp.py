@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import attr
 from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from tracker.addresses import normalise_ip, pack_ip
+from tracker.cache import BoundedCache
 from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
-from tracker.core.swarm import pack_ip
 from tracker.doors.connection_ids import ConnectionIds
-from tracker.doors.http import normalise_ip
 
 log = Logger()
 
@@ -37,9 +37,10 @@ ACTION_CONNECT = 0
 ACTION_ANNOUNCE = 1
 ACTION_SCRAPE = 2
 ACTION_ERROR = 3
+# BEP 15: "up to about 74 torrents can be scraped at once", so that a request
+# (16 + 20 x 74 = 1,496 bytes) fits one Ethernet frame. A limit of the packet,
+# not a setting: HTTP's is --max-scrape-hashes.
 MAX_SCRAPE_HASHES = 74
-# Source hosts whose parsed form is remembered (the table is emptied past this).
-HOST_CACHE = 65536
 ANNOUNCE_SIZE = 98
 
 _HEAD = struct.Struct(">8sII")  # connection id (or magic), action, transaction id
@@ -105,7 +106,7 @@ class UDPTrackerProtocol(DatagramProtocol):
             clock, max_age_s=self.settings.connection_id_max_age_s)
         self._sendto = None
         # Source host text -> (normalised ip, packed address), for recent hosts.
-        self._hosts: Dict[str, Tuple[str, bytes]] = {}
+        self._hosts = BoundedCache()
 
     def startProtocol(self) -> None:
         # Twisted's Port.write checks the address three times per datagram;
@@ -138,10 +139,8 @@ class UDPTrackerProtocol(DatagramProtocol):
         connection_id, action, transaction_id = _HEAD.unpack_from(data)
         known = self._hosts.get(host)
         if known is None:
-            if len(self._hosts) >= HOST_CACHE:
-                self._hosts.clear()
             ip = normalise_ip(host)
-            known = self._hosts[host] = (ip, pack_ip(ip))
+            known = self._hosts.put(host, (ip, pack_ip(ip)))
         ip, address = known
         if action == ACTION_CONNECT:
             if connection_id != PROTOCOL_ID:
