@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
+
+from tracker.store.database import StoreError
+from tracker.store.queries import SWARM_SORTS, StoreReader
 
 DEFAULT_URL = "http://127.0.0.1:6971"
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -78,20 +80,14 @@ class LiveTracker:
 
 
 class StoppedTracker:
-    """Answers the read-only commands from the SQLite file."""
+    """Answers the read-only commands from the SQLite file (through the store's queries)."""
 
     def __init__(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise CliError("database %s does not exist" % path)
         try:
-            self.conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(path), uri=True)
-            self.conn.execute("SELECT version FROM schema_version").fetchall()
-        except sqlite3.Error as e:
-            raise CliError("cannot read database %s: %s" % (path, e))
+            self.reader = StoreReader.open(path)
+        except StoreError as e:
+            raise CliError(str(e))
         self.path = path
-
-    def rows(self, sql: str, *args) -> List[tuple]:
-        return self.conn.execute(sql, args).fetchall()
 
     def call(self, method: str, path: str, query: Optional[Dict[str, Any]] = None,
              body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -100,65 +96,55 @@ class StoppedTracker:
                            "admin API (--admin-url)")
         query = query or {}
         head, _, rest = path.partition("/")
+        reader = self.reader
         if head == "status":
-            (swarms, peers, seeders), = self.rows(
-                "SELECT count(DISTINCT info_hash), count(*), coalesce(sum(left_bytes = 0), 0) FROM peers")
-            mode = self.rows("SELECT value FROM settings WHERE key = 'access_mode'")
+            swarms, peers, seeders = reader.peer_totals()
             return {"swarms": swarms, "peers": peers, "seeders": seeders, "leechers": peers - seeders,
-                    "access_mode": mode[0][0] if mode else "open", "database": self.path,
-                    "running": False}
+                    "access_mode": reader.access_mode(), "database": self.path, "running": False}
         if head == "swarms" and rest:
-            info_hash = bytes.fromhex(rest)
-            content = self.rows("SELECT completed, name, size, first_seen FROM content "
-                                "WHERE info_hash = ?", info_hash)
-            peers = self.rows("SELECT peer_id, ip, port, left_bytes, door, last_seen FROM peers "
-                              "WHERE info_hash = ?", info_hash)
-            if not content and not peers:
-                raise CliError("tracker says: no such swarm", EXIT_REFUSED)
-            completed, name, size, first_seen = content[0] if content else (0, None, None, None)
-            return {"info_hash": rest, "completed": completed, "name": name, "size": size,
-                    "first_seen": first_seen, "peers": len(peers),
-                    "seeders": sum(1 for p in peers if p[3] == 0),
-                    "leechers": sum(1 for p in peers if p[3] != 0),
-                    "peer_list": [{"peer_id": p[0].hex(), "ip": p[1], "port": p[2], "left": p[3],
-                                   "door": p[4], "seeder": p[3] == 0, "last_seen": p[5]}
-                                  for p in peers]}
+            return self._swarm(rest)
         if head == "swarms":
             sort = query.get("sort", "peers")
-            column = {"peers": "peers", "seeders": "seeders", "leechers": "leechers",
-                      "completed": "completed", "first_seen": "first_seen"}.get(sort)
-            if column is None:
+            if sort not in SWARM_SORTS:
                 raise CliError("tracker says: unknown sort %r" % sort, EXIT_REFUSED)
-            rows = self.rows(
-                "SELECT c.info_hash, count(p.peer_id) AS peers, "
-                "coalesce(sum(p.left_bytes = 0), 0) AS seeders, "
-                "coalesce(sum(p.left_bytes != 0), 0) AS leechers, c.completed, c.first_seen, "
-                "c.name, c.size FROM content c LEFT JOIN peers p ON p.info_hash = c.info_hash "
-                "GROUP BY c.info_hash ORDER BY %s DESC LIMIT ?" % column, int(query.get("limit", 50)))
-            return {"swarms": [{"info_hash": r[0].hex(), "peers": r[1], "seeders": r[2],
-                                "leechers": r[3], "completed": r[4], "first_seen": r[5],
-                                "name": r[6], "size": r[7]} for r in rows]}
+            return {"swarms": [{"info_hash": s.info_hash.hex(), "peers": s.peers, "seeders": s.seeders,
+                                "leechers": s.leechers, "completed": s.completed,
+                                "first_seen": s.first_seen, "name": s.name, "size": s.size}
+                               for s in reader.busiest_swarms(sort, int(query.get("limit", 50)))]}
         if head == "nodes":
-            return {"nodes": [{"node": r[0], "ip": r[1], "port": r[2], "region": r[3],
-                               "connected": False, "last_seen": r[4]}
-                              for r in self.rows("SELECT node_id, ip, port, region, last_seen "
-                                                 "FROM nodes ORDER BY node_id")]}
+            return {"nodes": [{"node": n.node_id, "ip": n.ip, "port": n.port, "region": n.region,
+                               "connected": False, "last_seen": n.last_seen} for n in reader.nodes()]}
         if head == "content":
-            return {"content": [{"info_hash": r[0].hex(), "completed": r[1], "name": r[2],
-                                 "size": r[3], "first_seen": r[4]} for r in self.rows(
-                "SELECT info_hash, completed, name, size, first_seen FROM content "
-                "ORDER BY first_seen LIMIT ?", int(query.get("limit", 100)))]}
+            return {"content": [{"info_hash": c.info_hash.hex(), "completed": c.completed, "name": c.name,
+                                 "size": c.size, "first_seen": c.first_seen}
+                                for c in reader.content(int(query.get("limit", 100)))]}
         if head == "access":
-            return {"list": rest, "info_hashes": sorted(r[0].hex() for r in self.rows(
-                "SELECT info_hash FROM access_list WHERE list = ?", rest))}
+            return {"list": rest, "info_hashes": sorted(h.hex() for h in reader.access_list(rest))}
         if head == "bans":
-            return {"bans": [r[0] for r in self.rows("SELECT cidr FROM bans ORDER BY cidr")]}
+            return {"bans": reader.bans()}
         if head == "tokens":
-            return {"nodes": [r[0] for r in self.rows("SELECT node_id FROM node_tokens ORDER BY node_id")]}
+            return {"nodes": reader.nodes_with_tokens()}
         if head == "mode":
-            mode = self.rows("SELECT value FROM settings WHERE key = 'access_mode'")
-            return {"mode": mode[0][0] if mode else "open"}
+            return {"mode": reader.access_mode()}
         raise CliError("not available from the database: %s" % path)
+
+    def _swarm(self, text: str) -> Dict[str, Any]:
+        try:
+            info_hash = bytes.fromhex(text)
+        except ValueError:
+            raise CliError("%s is not an info hash (40 hex digits)" % text)
+        content = self.reader.content_of(info_hash)
+        peers = self.reader.peers_of(info_hash)
+        if content is None and not peers:
+            raise CliError("tracker says: no such swarm", EXIT_REFUSED)
+        seeders = sum(1 for p in peers if p.left == 0)
+        return {"info_hash": text, "completed": content.completed if content else 0,
+                "name": content.name if content else None, "size": content.size if content else None,
+                "first_seen": content.first_seen if content else None, "peers": len(peers),
+                "seeders": seeders, "leechers": len(peers) - seeders,
+                "peer_list": [{"peer_id": p.peer_id.hex(), "ip": p.ip, "port": p.port, "left": p.left,
+                               "door": p.door, "seeder": p.left == 0, "last_seen": p.last_seen}
+                              for p in peers]}
 
 
 # -- printing ---------------------------------------------------------------------------

@@ -14,8 +14,6 @@ import sqlite3
 from pathlib import Path
 from typing import Dict, Optional
 
-import sqlite_utils
-
 import tracker
 
 MEMORY = ":memory:"
@@ -154,11 +152,6 @@ def _backup(conn: sqlite3.Connection, backup_path: str) -> None:
     if os.path.exists(backup_path):
         os.unlink(backup_path)
     _run(conn, "VACUUM INTO ?", backup_path)
-
-
-def inspect(conn: sqlite3.Connection) -> sqlite_utils.Database:
-    """The same connection seen through sqlite-utils, for introspection and admin queries."""
-    return sqlite_utils.Database(conn)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -53,7 +53,7 @@ def lower_thread_priority(increment: int) -> None:
 class FlushStats:
     """Figures about the store for the logs and, later, the metrics."""
 
-    __slots__ = ("flushes", "failures", "rows", "last_duration_s", "last_rows", "restore_s",
+    __slots__ = ("flushes", "failures", "rows", "last_duration_s", "restore_s",
                  "largest_rows", "largest_duration_s", "longest_duration_s")
 
     def __init__(self) -> None:
@@ -64,7 +64,6 @@ class FlushStats:
         self.failures = 0
         self.rows = 0
         self.last_duration_s = 0.0
-        self.last_rows = 0
         self.restore_s = 0.0
 
 
@@ -153,7 +152,6 @@ class PersistenceService(Service):
             stats = self.stats
             stats.flushes += 1
             stats.rows += rows
-            stats.last_rows = rows
             stats.last_duration_s = duration = time.perf_counter() - started
             if rows > stats.largest_rows:
                 stats.largest_rows, stats.largest_duration_s = rows, duration

@@ -10,6 +10,7 @@ import attr
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
                                   NodeTokenRemoved, NodeTokenSet)
+from tracker.store.queries import StoreReader
 
 # Peers written per executemany before the store thread yields the interpreter lock.
 WRITE_CHUNK = 500
@@ -162,9 +163,8 @@ class SQLiteStore:
         return RestoreReport(len(core.swarms), restored, dropped, time.perf_counter() - started)
 
     def recent_totals(self, since_minute: int) -> list:
-        return self.conn.execute(
-            "SELECT minute, swarms, peers, seeders, leechers, announces FROM totals "
-            "WHERE minute >= ? ORDER BY minute", (since_minute,)).fetchall()
+        """The totals chart's history (read at start, before the store thread runs)."""
+        return StoreReader(self.conn, self.path).recent_totals(since_minute)
 
     def restore_access(self, access: AccessPolicy) -> None:
         """Load the access lists, bans, node tokens and mode the admin set."""
