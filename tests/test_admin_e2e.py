@@ -11,10 +11,9 @@ import urllib.request
 
 import pytest
 
+from e2e_clients import LineSocket, announce_target, get
 from helpers import bdecode, info_hash
 from process import REPO, TrackerProcess, free_port, source_env, twistd_command
-from test_e2e import announce_target, get
-from test_line_e2e import LineSocket
 
 pytestmark = pytest.mark.e2e
 

@@ -10,28 +10,11 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
+from e2e_clients import announce_target, get
 from helpers import bdecode, info_hash, peer_id
 from process import REPO, TrackerProcess, free_port, source_env, twistd_command
 
 pytestmark = pytest.mark.e2e
-
-
-def get(host: str, port: int, target: str):
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request("GET", target)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def announce_target(swarm=1, peer=1, port=6881, left=100, event=None) -> str:
-    target = "/announce?info_hash=%s&peer_id=%s&port=%d&uploaded=0&downloaded=0&left=%d" % (
-        quote_from_bytes(info_hash(swarm)), quote_from_bytes(peer_id(peer)), port, left)
-    if event:
-        target += "&event=" + event
-    return target
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
+from e2e_clients import get
 from helpers import bdecode
 from process import TrackerProcess, free_port
-from test_e2e import get
 
 lt = pytest.importorskip("libtorrent", reason="libtorrent wheels exist for CPython only")
 

@@ -6,51 +6,17 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
+from e2e_clients import LineSocket, announce_target, get
 from helpers import bdecode, info_hash
-from process import REPO, TrackerProcess, free_port
-from test_e2e import announce_target, get
+from process import REPO, TrackerProcess, free_port, poll_real_process
 
 pytestmark = pytest.mark.e2e
 
 GRACE_S = 1.0
 H1 = info_hash(1).hex()
-
-
-class LineSocket:
-    """A node's connection, read line by line (events kept aside)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.reader = self.sock.makefile("r", encoding="utf-8", newline="\n")
-        self.events = []
-
-    def command(self, line: str, multiline: bool = False):
-        self.sock.sendall(line.encode() + b"\n")
-        replies = []
-        while True:
-            text = self.reader.readline().rstrip("\n")
-            if not text:
-                raise AssertionError("connection closed while waiting for a reply to " + line)
-            if text.startswith("*"):
-                self.events.append(text)
-                continue
-            replies.append(text)
-            if not multiline or text == "END" or text.startswith("ERR "):
-                return replies
-
-    def next_event(self) -> str:
-        if self.events:
-            return self.events.pop(0)
-        return self.reader.readline().rstrip("\n")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
 
 
 @pytest.fixture
@@ -109,10 +75,8 @@ def test_reconnect_within_grace_keeps_entries_and_absence_removes_them(tracker):
     finally:
         again.close()
     # Now it stays away: after the grace period it is gone from every door.
-    deadline = time.monotonic() + GRACE_S + 10
-    while compact("127.0.0.1", 8082) in http_peers(tracker, 3):
-        assert time.monotonic() < deadline, "node still listed long after its grace period"
-        threading.Event().wait(0.1)  # a real process on its own clock: poll it
+    poll_real_process(lambda: compact("127.0.0.1", 8082) not in http_peers(tracker, 3),
+                      timeout_s=GRACE_S + 10, what="node gone after its grace period", interval_s=0.1)
     watcher = LineSocket(tracker.line_port)
     try:
         watcher.command("HELLO node=watcher")

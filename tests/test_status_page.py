@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from e2e_clients import announce_target, get
 from process import TrackerProcess, free_port
-from test_e2e import announce_target, get
 from tracker.store import open_database
 
 pytestmark = pytest.mark.e2e
