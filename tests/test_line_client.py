@@ -8,8 +8,8 @@ from twisted.python.failure import Failure
 
 from helpers import info_hash
 from tracker.core import TrackerCore
-from tracker.doors.line import LineTrackerFactory, node_peer_id
-from tracker.line_client import LineClient, LineError, NodeClientFactory
+from tracker.line.door import LineTrackerFactory, node_peer_id
+from tracker.line.client import LineClient, LineError, NodeClientFactory
 
 H1 = info_hash(1).hex()
 ADDRESS = IPv4Address("TCP", "10.0.0.1", 40000)

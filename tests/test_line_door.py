@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 
 from helpers import announce_request, info_hash
 from tracker.core import EVENT_STOPPED, TrackerCore, TrackerSettings
-from tracker.doors.line import LineDoorSettings, LineTrackerFactory, node_peer_id
+from tracker.line.door import LineDoorSettings, LineTrackerFactory, node_peer_id
 
 H1 = info_hash(1).hex()
 H2 = info_hash(2).hex()

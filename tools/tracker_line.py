@@ -5,6 +5,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tracker.line_cli import main  # noqa: E402
+from tracker.line.cli import main  # noqa: E402
 
 sys.exit(main())

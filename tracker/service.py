@@ -22,7 +22,7 @@ from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
-from tracker.doors.line import LineDoorSettings, LineTrackerFactory
+from tracker.line.door import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options

@@ -22,7 +22,7 @@ from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
                                   NodeTokenRemoved, NodeTokenSet, OperatorChange)
 from tracker.core.swarm import PeerView
-from tracker.doors.line import NODE_ID, LineError, parse_info_hash
+from tracker.line.protocol import NODE_ID, LineError, parse_info_hash
 
 log = Logger()
 JSON = b"application/json"

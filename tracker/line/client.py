@@ -16,24 +16,19 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 
+from tracker.line.protocol import (
+    ERROR, EVENT, PART, LineError, format_command, is_multiline, reply_kind,
+)
+
+__all__ = ["LineClient", "LineError", "NodeClientFactory"]
+
 log = Logger()
-
-MULTILINE = {"PEERS", "SCRAPE"}
-
-
-class LineError(Exception):
-    """The tracker answered `ERR <code> <message>`."""
-
-    def __init__(self, line: str) -> None:
-        super().__init__(line)
-        parts = line.split(" ", 2)
-        self.code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        self.message = parts[2] if len(parts) > 2 else line
 
 
 class LineClient(LineReceiver):
     """Pipelines commands; each `command()` Deferred fires with its reply lines
-    (without `END`), or fails with LineError for an `ERR` reply."""
+    (without `END`), or fails with `LineError` (tracker.line.protocol) for an
+    `ERR` reply."""
 
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
@@ -50,16 +45,15 @@ class LineClient(LineReceiver):
     def command(self, line: str) -> Deferred:
         if not self.connected:
             return fail(ConnectionLost("not connected"))
-        words = line.split()
-        multiline = bool(words) and words[0].upper() in MULTILINE
         d: Deferred = Deferred()
-        self._pending.append((d, multiline, []))
+        self._pending.append((d, is_multiline(line), []))
         self.sendLine(line.encode("utf-8"))
         return d
 
     def lineReceived(self, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if text.startswith("*"):
+        kind = reply_kind(text)
+        if kind == EVENT:
             if self.on_event is not None:
                 self.on_event(text)
             return
@@ -67,10 +61,10 @@ class LineClient(LineReceiver):
             log.warn("unexpected line from the tracker: {line}", line=text)
             return
         d, multiline, lines = self._pending[0]
-        if text.startswith("ERR "):
+        if kind == ERROR:
             self._pending.popleft()
-            d.errback(LineError(text))
-        elif multiline and text != "END":
+            d.errback(LineError.from_line(text))
+        elif multiline and kind == PART:
             lines.append(text)
         else:
             self._pending.popleft()
@@ -91,11 +85,8 @@ class NodeClientFactory(ReconnectingClientFactory):
     def __init__(self, node_id: str, port: Optional[int] = None, ip: Optional[str] = None,
                  region: Optional[str] = None, token: Optional[str] = None,
                  on_event: Optional[Callable[[str], None]] = None) -> None:
-        hello = ["HELLO", "node=" + node_id]
-        for key, value in (("port", port), ("ip", ip), ("region", region), ("token", token)):
-            if value is not None:
-                hello.append("%s=%s" % (key, value))
-        self.hello = " ".join(hello)
+        self.hello = format_command("HELLO", node=node_id, port=port, ip=ip, region=region,
+                                    token=token)
         self.on_event = on_event
         self.entries: Dict[str, str] = {}  # hex hash -> the command that registered it
         self.subscriptions: Set[str] = set()
@@ -142,11 +133,7 @@ class NodeClientFactory(ReconnectingClientFactory):
         return self.client.command(line)
 
     def have(self, info_hash: str, size: Optional[int] = None, name: Optional[str] = None) -> Deferred:
-        line = "HAVE " + info_hash
-        if size is not None:
-            line += " size=%d" % size
-        if name is not None:
-            line += " name=" + name.replace("%", "%25").replace(" ", "%20")
+        line = format_command("HAVE", info_hash, size=size, name=name)
         self.entries[info_hash] = line
         return self._send(line)
 

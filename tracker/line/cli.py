@@ -17,9 +17,8 @@ from typing import List, Optional
 from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 
-from tracker.line_client import LineClient, LineError
-
-DEFAULT_PORT = 6970
+from tracker.line.client import LineClient
+from tracker.line.protocol import DEFAULT_PORT, LineError
 
 
 def read_commands(args: argparse.Namespace) -> List[str]:
@@ -47,7 +46,7 @@ def run(reactor, args: argparse.Namespace, commands: List[str]):
             for line in (yield client.command(command)):
                 print(line, flush=True)
         except LineError as e:
-            print(str(e), flush=True)
+            print(e.line(), flush=True)
             status = 1
         except Exception as e:
             print("tracker-line: %s" % e, file=sys.stderr)
