@@ -166,6 +166,36 @@ def test_wrong_or_missing_token_gets_401_and_changes_nothing(tracker):
     assert caught.value.code == 401
 
 
+def test_the_admin_token_is_not_written_to_the_log(tracker):
+    page = "http://127.0.0.1:%d/?token=%s" % (tracker.admin, TOKEN)
+    with urllib.request.urlopen(page, timeout=10) as response:
+        assert response.status == 200
+    request = urllib.request.Request("http://127.0.0.1:%d/api/status?token=%s" % (tracker.admin, TOKEN),
+                                     headers={"Referer": page})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    assert tracker.process.stop()
+    log = tracker.process.output()
+    assert "GET /?token=REDACTED" in log and "GET /api/status?token=REDACTED" in log
+    assert TOKEN not in log
+
+
+def test_cross_origin_post_from_a_page_changes_nothing(tracker):
+    # What a web page in the operator's browser can send without asking (a "simple" request).
+    request = urllib.request.Request(
+        "http://127.0.0.1:%d/api/bans" % tracker.admin, data=b'{"cidr": "0.0.0.0/0"}', method="POST",
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain",
+                 "Authorization": "Bearer " + TOKEN})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 403
+    assert ok(tracker.admin_cli("ban", "list")).strip() == "(none)"
+    metrics = urllib.request.Request("http://127.0.0.1:%d/metrics" % tracker.admin,
+                                     headers={"Authorization": "Bearer " + TOKEN})
+    with urllib.request.urlopen(metrics, timeout=10) as response:
+        assert 'tracker_failures_total{reason="admin_origin"} 1.0' in response.read().decode()
+
+
 def test_cli_errors_are_one_line(tmp_path):
     env = source_env()
     cli = [sys.executable, str(REPO / "tools" / "tracker_admin.py")]

@@ -9,10 +9,13 @@ file beats the default. Keys in the file are the long option names
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from twisted.python import usage
+
+from tracker.admin.guard import endpoint_is_local
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +29,6 @@ DEFAULT_CONFIG_PATH = "tracker.toml"
 DEFAULT_HTTP = "tcp6:6969:interface=\\:\\:"
 DEFAULT_LINE = "tcp6:6970:interface=\\:\\:"
 DEFAULT_ADMIN = "tcp:6971:interface=127.0.0.1"
-LOOPBACK_INTERFACES = {"127.0.0.1", "localhost", "::1", "\\:\\:1"}
 
 
 class Setting(NamedTuple):
@@ -132,14 +134,17 @@ def _proxy_header(value: Any) -> str:
 
 
 def admin_is_local(endpoint: str) -> bool:
-    """True for an endpoint reachable from this machine only (unix socket or loopback)."""
-    if endpoint.startswith("unix:"):
-        return True
-    if ":interface=" not in endpoint:
-        return False  # all interfaces
-    interface = endpoint.split(":interface=", 1)[1]
-    return any(interface == name or interface.startswith(name + ":")
-               for name in LOOPBACK_INTERFACES)
+    """True for an endpoint reachable from this machine only (unix socket or
+    loopback), decided from what Twisted would bind, not from the text."""
+    return endpoint_is_local(endpoint)
+
+
+def _host_names(value: Any) -> List[str]:
+    names = [str(v).strip() for v in (value if isinstance(value, list) else [value])]
+    for name in names:
+        if not re.match(r"^[A-Za-z0-9._-]+$|^\[?[0-9A-Fa-f:.]+\]?$", name):
+            raise ValueError("%r is not a host name or address" % name)
+    return names
 
 
 def _flag(value: Any) -> bool:
@@ -168,6 +173,9 @@ SETTINGS: List[Setting] = [
             "admin API, metrics and status page endpoint; repeat for several; 'off' for none"),
     Setting("admin-token", None, _optional_text,
             "token the admin API requires (needed when it listens beyond loopback)"),
+    Setting("admin-host", [], _host_names,
+            "another Host name the admin listener answers to, beside loopback and its "
+            "interface (repeatable)"),
     Setting("trusted-proxy", [], _networks,
             "CIDR of a reverse proxy whose client-address header is believed (repeatable)"),
     Setting("proxy-header", "X-Forwarded-For", _proxy_header,
@@ -202,7 +210,7 @@ SETTINGS: List[Setting] = [
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 _FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
-_REPEATABLE = {"http", "udp", "line", "node-token", "admin", "trusted-proxy"}
+_REPEATABLE = {"http", "udp", "line", "node-token", "admin", "admin-host", "trusted-proxy"}
 
 
 def _describe(setting: Setting) -> str:
@@ -271,6 +279,10 @@ class Options(usage.Options):
     def opt_admin(self, endpoint: str) -> None:
         """admin API, metrics and status page endpoint; repeat for several; 'off' for none [default: tcp:6971:interface=127.0.0.1]"""
         self._append("admin", endpoint)
+
+    def opt_admin_host(self, name: str) -> None:
+        """another Host name the admin listener answers to, beside loopback and its interface (repeatable)"""
+        self._append("admin-host", name)
 
     def opt_trusted_proxy(self, cidr: str) -> None:
         """CIDR of a reverse proxy whose client-address header is believed (repeatable)"""

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from tracker.admin.api import AdminContext, AdminRoot
+from tracker.admin.guard import HostRule, redacting_log_formatter
 from tracker.admin.metrics import metrics_resource
 from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
@@ -145,8 +146,10 @@ def makeService(config: Options, reactor=None) -> TrackerService:
 
     if config["admin"]:
         context = AdminContext(core, reactor, config["admin-token"], top.persistence,
-                               top.line_factory, top.totals)
-        site = Site(AdminRoot(context, metrics_resource(context), StatusPage()))
+                               top.line_factory, top.totals,
+                               host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
+        site = Site(AdminRoot(context, metrics_resource(context), StatusPage()),
+                    logFormatter=redacting_log_formatter)
         site.noisy = False
         _listen(top, reactor, "admin", config["admin"], site)
 

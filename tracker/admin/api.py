@@ -21,6 +21,7 @@ from twisted.web.server import Request
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
                                   NodeTokenRemoved, NodeTokenSet, OperatorChange)
+from tracker.admin.guard import LOOPBACK_NAMES, HostRule, body_refusal, refusal
 from tracker.core.swarm import PeerView
 from tracker.line.protocol import NODE_ID, LineError, parse_info_hash
 
@@ -56,10 +57,13 @@ class AdminContext:
     """What the admin API reads and steers; built by makeService."""
 
     def __init__(self, core: TrackerCore, clock, token: Optional[str] = None,
-                 persistence=None, line_factory=None, totals=None) -> None:
+                 persistence=None, line_factory=None, totals=None,
+                 host_rule: Optional[HostRule] = None) -> None:
         self.core = core
         self.clock = clock
         self.token = token
+        # The Host names this listener answers to (loopback only unless told).
+        self.host_rule = host_rule or HostRule(frozenset(LOOPBACK_NAMES))
         self.persistence = persistence
         self.line_factory = line_factory
         self.totals = totals
@@ -379,6 +383,23 @@ class Unauthorized(Resource):
         return b'{"error": "a valid admin token is needed"}\n'
 
 
+class Refused(Resource):
+    """A request refused before any token check or handler (see tracker/admin/guard.py)."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__()
+        self.status = status
+        self.message = message
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", JSON)
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps({"error": self.message}).encode() + b"\n"
+
+
 class AdminRoot(Resource):
     """Checks the token, then serves /api, /metrics and the status page at /."""
 
@@ -400,9 +421,24 @@ class AdminRoot(Resource):
             given = values[0].decode("utf-8", "replace") if values else ""
         return hmac.compare_digest(given.encode(), token.encode())
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        if not self.authorised(request):
+    def gate(self, request: Request) -> Optional[Resource]:
+        """What answers instead of the resource: a refusal (foreign Host or
+        Origin, no valid token, a body not declared JSON), each counted."""
+        refused = refusal(request, self.context.host_rule)
+        if refused is None and not self.authorised(request):
+            self.context.core.stats.count_failure("admin_token")
             return Unauthorized()
+        refused = refused or body_refusal(request)
+        if refused is not None:
+            status, reason, message = refused
+            self.context.core.stats.count_failure(reason)
+            return Refused(status, message)
+        return None
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        gate = self.gate(request)
+        if gate is not None:
+            return gate
         if path == b"api":
             return self.api
         if path == b"metrics":
@@ -412,8 +448,9 @@ class AdminRoot(Resource):
         return _NotFound()
 
     def render(self, request: Request) -> bytes:
-        if not self.authorised(request):
-            return Unauthorized().render(request)
+        gate = self.gate(request)
+        if gate is not None:
+            return gate.render(request)
         return self.page.render(request)
 
 
