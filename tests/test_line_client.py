@@ -117,4 +117,4 @@ def test_node_client_registers_again_after_a_reconnect():
     # client re-sent its HAVE and SUBSCRIBE.
     assert core.swarms[info_hash(1)].get(node_peer_id("edge-1")).port == 8080
     assert again.server.subscriptions == {info_hash(1)}
-    assert server.nodes["edge-1"].connection is again.server
+    assert server.sessions.get("edge-1").connection is again.server

@@ -73,8 +73,8 @@ def factory(core, clock):
 def test_hello_registers_the_node(factory):
     node = Node(factory)
     assert node.hello("edge-1", port=8080, region="eu") == ["OK HELLO edge-1 entries=0"]
-    assert factory.nodes["edge-1"].port == 8080
-    assert factory.nodes["edge-1"].ip == "10.0.0.1"
+    assert factory.sessions.get("edge-1").port == 8080
+    assert factory.sessions.get("edge-1").ip == "10.0.0.1"
 
 
 def test_commands_before_hello_are_refused_except_a_few(factory):
@@ -99,7 +99,7 @@ def test_commands_before_hello_are_refused_except_a_few(factory):
 def test_bad_hello(factory, line, reply):
     node = Node(factory)
     assert node.send(line) == [reply]
-    assert factory.nodes == {} and not node.closed
+    assert len(factory.sessions) == 0 and not node.closed
 
 
 def test_second_hello_on_a_connection_is_refused(factory):
@@ -406,7 +406,7 @@ def test_node_that_stays_away_leaves_after_the_grace_period(factory, core, clock
     node.drop_connection()
     clock.advance(60)
     assert node_peer_id("edge-1") not in core.swarms[info_hash(1)]
-    assert "edge-1" not in factory.nodes
+    assert "edge-1" not in factory.sessions
     watcher.read()
     assert watcher.events[-1] == "* LEAVE %s 10.0.0.1 6881 seeder door=line node=edge-1" % H1
     assert Node(factory).hello("edge-1") == ["OK HELLO edge-1 entries=0"]
@@ -421,7 +421,7 @@ def test_new_connection_takes_over_a_live_node_id(factory, core):
     assert old.read() == ["ERR 409 replaced by a new connection of node edge-1"]
     assert old.closed
     old.drop_connection()  # the old connection's close must not start a grace period
-    assert factory.nodes["edge-1"].grace is None
+    assert factory.sessions.get("edge-1").grace is None
     peer = core.swarms[info_hash(1)].get(node_peer_id("edge-1"))
     assert peer.ip == "10.0.0.7"
 

@@ -27,6 +27,7 @@ from tracker.line.door import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
 from tracker.options import Options
+from tracker.sessions import SessionRegistry
 from tracker.totals import TotalsRecorder
 from tracker.store import PersistenceService, SQLiteStore, open_database
 
@@ -72,6 +73,8 @@ class TrackerService(MultiService):
         self.core = core
         self.persistence: Optional[PersistenceService] = None
         self.line_factory: Optional[LineTrackerFactory] = None
+        # The line door's node sessions, read by the admin API and /metrics.
+        self.line_sessions: Optional[SessionRegistry] = None
         self.totals: Optional[TotalsRecorder] = None
 
     def privilegedStartService(self) -> None:
@@ -137,16 +140,18 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     _every(top, reactor, TIMEOUT_CHECK_S, http_factory.tick)
 
     if config["line"]:
-        line_factory = LineTrackerFactory(core, reactor, LineDoorSettings(
+        settings = LineDoorSettings(
             grace_s=config["line-grace"], idle_timeout_s=config["line-idle-timeout"],
-            max_line=config["line-max-length"], tokens=config["node-token"]))
+            max_line=config["line-max-length"], tokens=config["node-token"])
+        top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
+        line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory
         _listen(top, reactor, "line", config["line"], line_factory)
         _every(top, reactor, TIMEOUT_CHECK_S, line_factory.tick)
 
     if config["admin"]:
         context = AdminContext(core, reactor, config["admin-token"], top.persistence,
-                               top.line_factory, top.totals,
+                               top.line_sessions, top.totals,
                                host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
         site = Site(AdminRoot(context, metrics_resource(context), StatusPage()),
                     logFormatter=redacting_log_formatter)

@@ -57,7 +57,7 @@ class AdminContext:
     """What the admin API reads and steers; built by makeService."""
 
     def __init__(self, core: TrackerCore, clock, token: Optional[str] = None,
-                 persistence=None, line_factory=None, totals=None,
+                 persistence=None, sessions=None, totals=None,
                  host_rule: Optional[HostRule] = None) -> None:
         self.core = core
         self.clock = clock
@@ -65,7 +65,8 @@ class AdminContext:
         # The Host names this listener answers to (loopback only unless told).
         self.host_rule = host_rule or HostRule(frozenset(LOOPBACK_NAMES))
         self.persistence = persistence
-        self.line_factory = line_factory
+        # The line door's SessionRegistry (tracker/sessions.py), or None.
+        self.sessions = sessions
         self.totals = totals
         self.started_at = clock.seconds()
 
@@ -76,16 +77,16 @@ class AdminContext:
             changes.operator_changed(change)
 
 
-def peer_json(peer: PeerView, line_factory) -> Dict[str, Any]:
+def peer_json(peer: PeerView, sessions) -> Dict[str, Any]:
     """A live peer. Its byte counts are not kept in memory: the database has the
     latest (`tracker-admin --db`)."""
     out = {"peer_id": peer.peer_id.hex(), "ip": peer.ip, "port": peer.port, "door": peer.door,
            "seeder": peer.seeder,
            "last_seen": None if peer.last_seen == float("inf") else peer.last_seen}
-    if line_factory is not None and peer.door == "line":
-        node = line_factory.node_by_peer_id.get(peer.peer_id)
+    if sessions is not None and peer.door == "line":
+        node = sessions.by_peer_id(peer.peer_id)
         if node is not None:
-            out["node"] = node.node_id
+            out["node"] = node.id
             out["region"] = node.region
     return out
 
@@ -206,10 +207,10 @@ class ApiResource(Resource):
             "access_mode": core.access.mode,
             "interval_s": core.settings.interval_s,
         })
-        line = context.line_factory
-        out["line"] = None if line is None else {
-            "connections": len(line.connections), "nodes": len(line.nodes),
-            "connected_nodes": line.connected_nodes()}
+        sessions = context.sessions
+        out["line"] = None if sessions is None else {
+            "connections": sessions.connection_stats.open, "nodes": len(sessions),
+            "connected_nodes": sessions.connected()}
         persistence = context.persistence
         if persistence is not None:
             stats = persistence.stats
@@ -243,15 +244,15 @@ class ApiResource(Resource):
             raise AdminError(404, "no such swarm")
         out = swarm_json(swarm)
         limit = self._int_arg(request, "limit", 200, 100_000)
-        out["peer_list"] = [peer_json(p, self.context.line_factory)
+        out["peer_list"] = [peer_json(p, self.context.sessions)
                             for p in itertools.islice(swarm.views(), limit)]
         return out
 
     def nodes(self, request: Request) -> Dict[str, Any]:
-        line = self.context.line_factory
-        sessions = [] if line is None else sorted(line.nodes.values(), key=lambda s: s.node_id)
-        return {"nodes": [{"node": s.node_id, "ip": s.ip, "port": s.port, "region": s.region,
-                           "connected": s.connection is not None, "entries": len(s.entries)}
+        registry = self.context.sessions
+        sessions = [] if registry is None else registry.sessions()
+        return {"nodes": [{"node": s.id, "ip": s.ip, "port": s.port, "region": s.region,
+                           "connected": s.connected, "entries": len(s.entries)}
                           for s in sessions]}
 
     def content(self, request: Request) -> Dict[str, Any]:

@@ -33,12 +33,9 @@ class TrackerCollector:
         totals = core.totals()
         for name in ("swarms", "peers", "seeders", "leechers"):
             yield GaugeMetricFamily("tracker_" + name, "Current number of " + name, value=totals[name])
-        line = context.line_factory
-        if line is not None:
-            yield GaugeMetricFamily("tracker_line_connections", "Open line-protocol connections",
-                                    value=len(line.connections))
-            yield GaugeMetricFamily("tracker_line_nodes", "Registered CDN nodes (connected or in grace)",
-                                    value=len(line.nodes))
+        sessions = context.sessions
+        if sessions is not None:
+            yield from line_metrics(sessions)
         persistence = context.persistence
         if persistence is not None:
             flush = persistence.stats
@@ -52,6 +49,25 @@ class TrackerCollector:
                                     value=persistence.backlog)
             yield GaugeMetricFamily("tracker_restore_seconds", "Start-up restore time",
                                     value=flush.restore_s)
+
+
+def line_metrics(sessions):
+    """The line door's figures, read from its session registry (tracker/sessions.py)."""
+    stats = sessions.connection_stats
+    yield GaugeMetricFamily("tracker_line_connections", "Open line-protocol connections",
+                            value=stats.open)
+    yield GaugeMetricFamily("tracker_line_nodes", "Registered CDN nodes (connected or in grace)",
+                            value=len(sessions))
+    yield GaugeMetricFamily("tracker_line_connected_nodes", "CDN nodes with a live connection",
+                            value=sessions.connected())
+    yield GaugeMetricFamily("tracker_line_entries", "HAVE and WANT entries of all CDN nodes",
+                            value=sessions.entry_count())
+    yield CounterMetricFamily("tracker_line_resyncs",
+                              "Bursts of events coalesced into one RESYNC per swarm for a subscriber",
+                              value=stats.resyncs)
+    yield CounterMetricFamily("tracker_line_cut_off",
+                              "Line connections dropped for reading nothing while events waited",
+                              value=stats.cut_off)
 
 
 def metrics_resource(context) -> MetricsResource:

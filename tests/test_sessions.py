@@ -1,0 +1,152 @@
+"""The session registry (tracker/sessions.py): connection-bound entries, grace
+period, reconnect, takeover, the address binding and the entry cap, without any door."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from twisted.internet.task import Clock
+
+from helpers import announce_request, info_hash
+from tracker.core import ChangeLog, TrackerCore, TrackerSettings
+from tracker.core.changes import NodeSeen
+from tracker.sessions import SessionRefused, SessionRegistry
+
+H1, H2 = info_hash(1), info_hash(2)
+PEER_ID = b"-CDN000-" + b"a" * 12
+
+
+class Handle:
+    """A door's connection as the registry sees it: something to close."""
+
+    def __init__(self):
+        self.closed_with = None
+
+    def close(self, code, message):
+        self.closed_with = (code, message)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def core():
+    return TrackerCore(TrackerSettings(), rng=random.Random(3))
+
+
+@pytest.fixture
+def registry(core, clock):
+    return SessionRegistry(core, clock, grace_s=60, max_entries=3)
+
+
+def attach(registry, connection, origin="10.0.0.1", anywhere=False, session_id="edge-1",
+           ip=None, port=8080, region=None):
+    return registry.attach(session_id, PEER_ID, connection, ip or origin, port, region, origin,
+                           anywhere=anywhere)
+
+
+def test_entries_are_pinned_while_connected_and_kept_for_the_grace_period(registry, core, clock):
+    first = Handle()
+    session, kept = attach(registry, first)
+    assert kept == 0 and registry.get("edge-1") is session and registry.by_peer_id(PEER_ID) is session
+    registry.set_entry(session, H1, left=0)
+    for _ in core.expire(1e9, 1000):
+        pass
+    assert PEER_ID in core.swarms[H1]  # pinned: no expiry while connected
+    registry.detach(session, first)
+    assert not session.connected and registry.connected() == 0
+    clock.advance(59)
+    again, kept = attach(registry, Handle())
+    assert (again, kept) == (session, 1)
+    clock.advance(120)
+    assert PEER_ID in core.swarms[H1]
+
+
+def test_grace_over_removes_the_entries_and_the_session(registry, core, clock):
+    handle = Handle()
+    session, _ = attach(registry, handle)
+    registry.set_entry(session, H1, left=1)
+    registry.detach(session, handle)
+    clock.advance(60)
+    assert PEER_ID not in core.swarms[H1]
+    assert "edge-1" not in registry and registry.by_peer_id(PEER_ID) is None
+    assert registry.entry_count() == 0
+
+
+def test_a_newer_connection_takes_over_and_the_older_ones_close_changes_nothing(registry, clock):
+    old, new = Handle(), Handle()
+    session, _ = attach(registry, old)
+    attach(registry, new)
+    assert old.closed_with == (409, "replaced by a new connection of node edge-1")
+    registry.detach(session, old)  # the old connection's close arrives later
+    assert session.connection is new and session.grace is None
+
+
+def test_an_id_stays_bound_to_its_address_unless_the_caller_allows_anywhere(registry, core, clock):
+    first = Handle()
+    session, _ = attach(registry, first, origin="127.0.0.1")
+    registry.set_entry(session, H1, left=0)
+    with pytest.raises(SessionRefused) as refused:
+        attach(registry, Handle(), origin="127.0.0.2")
+    assert (refused.value.code, refused.value.reason) == (409, "node_elsewhere")
+    assert refused.value.message == "node edge-1 is registered from another address"
+    assert session.connection is first and first.closed_with is None
+    assert core.swarms[H1].get(PEER_ID).ip == "127.0.0.1"
+    # Also during the grace period, but no longer after it.
+    registry.detach(session, first)
+    with pytest.raises(SessionRefused):
+        attach(registry, Handle(), origin="127.0.0.2")
+    clock.advance(60)
+    assert attach(registry, Handle(), origin="127.0.0.2")[1] == 0
+
+
+def test_a_takeover_from_anywhere_moves_the_entries(registry, core):
+    session, _ = attach(registry, Handle(), origin="127.0.0.1")
+    registry.set_entry(session, H1, left=0)
+    attach(registry, Handle(), origin="127.0.0.2", anywhere=True)
+    assert core.swarms[H1].get(PEER_ID).ip == "127.0.0.2"
+    assert session.origin == "127.0.0.2"
+
+
+def test_entry_cap(registry, core):
+    session, _ = attach(registry, Handle())
+    for n in range(3):
+        registry.set_entry(session, info_hash(n), left=0)
+    registry.set_entry(session, info_hash(0), left=1)  # an entry it has: not a new one
+    with pytest.raises(SessionRefused) as refused:
+        registry.set_entry(session, info_hash(9), left=0)
+    assert refused.value.reason == "node_entry_cap"
+    assert refused.value.message == "at most 3 entries per node: DROP some first"
+    assert info_hash(9) not in core.swarms
+    registry.drop_entry(session, info_hash(1))
+    registry.set_entry(session, info_hash(9), left=0)
+
+
+def test_peers_for_puts_the_same_region_first(registry, core):
+    for n in range(20):
+        core.announce(announce_request(swarm=1, peer=n, ip="192.0.2.%d" % (n + 1), left=0), 0.0)
+    near = registry.attach("near", b"-CDN000-" + b"n" * 12, Handle(), "10.0.0.2", 1, "eu", "10.0.0.2")[0]
+    registry.set_entry(near, H1, left=0)
+    asker = registry.attach("asker", b"-CDN000-" + b"q" * 12, Handle(), "10.0.0.3", 1, "eu", "10.0.0.3")[0]
+    registry.set_entry(asker, H1, left=1)
+    peers = registry.peers_for(asker, H1, 5)
+    assert len(peers) == 5 and peers[0].ip == "10.0.0.2"
+    assert all(p.peer_id != asker.peer_id for p in peers)
+    assert registry.peers_for(asker, H2, 5) == [] and registry.peers_for(asker, H1, 0) == []
+
+
+def test_node_records_go_to_the_change_log(clock):
+    changes = ChangeLog()
+    core = TrackerCore(TrackerSettings(), changes=changes)
+    registry = SessionRegistry(core, clock)
+    handle = Handle()
+    clock.advance(5)
+    session, _ = attach(registry, handle, region="eu")
+    assert [c for c in changes.take() if isinstance(c, NodeSeen)] == [
+        NodeSeen("edge-1", "10.0.0.1", 8080, "eu", 5.0)]
+    clock.advance(5)
+    registry.detach(session, handle)
+    assert [c for c in changes.take() if isinstance(c, NodeSeen)] == [
+        NodeSeen("edge-1", "10.0.0.1", 8080, "eu", 10.0)]
