@@ -412,18 +412,103 @@ def test_node_that_stays_away_leaves_after_the_grace_period(factory, core, clock
     assert Node(factory).hello("edge-1") == ["OK HELLO edge-1 entries=0"]
 
 
-def test_new_connection_takes_over_a_live_node_id(factory, core):
+def test_new_connection_from_the_same_address_takes_over_a_live_node_id(factory, core):
     old = Node(factory)
     old.hello("edge-1")
     old.send("HAVE " + H1)
-    new = Node(factory, "10.0.0.7")
-    assert new.hello("edge-1") == ["OK HELLO edge-1 entries=1"]
+    new = Node(factory)
+    assert new.hello("edge-1", port=9000) == ["OK HELLO edge-1 entries=1"]
     assert old.read() == ["ERR 409 replaced by a new connection of node edge-1"]
     assert old.closed
     old.drop_connection()  # the old connection's close must not start a grace period
     assert factory.sessions.get("edge-1").grace is None
     peer = core.swarms[info_hash(1)].get(node_peer_id("edge-1"))
-    assert peer.ip == "10.0.0.7"
+    assert (peer.ip, peer.port) == ("10.0.0.1", 9000)
+
+
+# -- node identity (--line-auth) ------------------------------------------------------------
+
+
+def test_open_mode_refuses_a_node_id_from_another_address(factory, core, clock):
+    assert factory.settings.auth == "open"
+    first = Node(factory, "127.0.0.1")
+    first.hello("edge-1", port=8080)
+    first.send("HAVE " + H1)
+    intruder = Node(factory, "127.0.0.2")
+    assert intruder.hello("edge-1") == ["ERR 409 node edge-1 is registered from another address"]
+    assert core.stats.failures["line_node_elsewhere"] == 1
+    # The registered node keeps its connection, its entry and its address.
+    assert not first.closed and first.read() == []
+    assert first.send("PING") == ["PONG"]
+    assert factory.sessions.get("edge-1").connection is first.protocol
+    assert core.swarms[info_hash(1)].get(node_peer_id("edge-1")).ip == "127.0.0.1"
+    # The refused connection may still register another id.
+    assert intruder.hello("edge-2") == ["OK HELLO edge-2 entries=0"]
+
+
+def test_open_mode_binding_lasts_while_the_entries_live(factory, core, clock):
+    first = Node(factory, "127.0.0.1")
+    first.hello("edge-1")
+    first.send("HAVE " + H1)
+    first.drop_connection()
+    clock.advance(30)  # in its grace period: still bound
+    assert Node(factory, "127.0.0.2").hello("edge-1") == [
+        "ERR 409 node edge-1 is registered from another address"]
+    clock.advance(30)  # the grace period is over and the entries gone: the id is free
+    assert Node(factory, "127.0.0.2").hello("edge-1") == ["OK HELLO edge-1 entries=0"]
+
+
+def test_token_mode_a_valid_token_takes_over_from_any_address(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(tokens={"edge-1": "s3cret"}))
+    assert factory.settings.auth == "token"
+    old = Node(factory, "127.0.0.1")
+    old.hello("edge-1", token="s3cret")
+    old.send("HAVE " + H1)
+    new = Node(factory, "127.0.0.2")
+    assert new.hello("edge-1", token="s3cret") == ["OK HELLO edge-1 entries=1"]
+    assert old.read() == ["ERR 409 replaced by a new connection of node edge-1"] and old.closed
+    assert core.swarms[info_hash(1)].get(node_peer_id("edge-1")).ip == "127.0.0.2"
+    assert Node(factory, "127.0.0.3").hello("edge-1") == ["ERR 401 wrong or missing token for node edge-1"]
+
+
+def test_a_token_added_through_the_admin_api_does_not_lock_other_nodes_out(factory, core):
+    core.access.node_tokens["edge-9"] = "tok9"  # what the admin API does
+    assert Node(factory).hello("edge-1") == ["OK HELLO edge-1 entries=0"]
+    assert Node(factory, "10.0.0.2").hello("edge-9") == ["ERR 401 wrong or missing token for node edge-9"]
+    proven = Node(factory, "10.0.0.3")
+    assert proven.hello("edge-9", token="tok9") == ["OK HELLO edge-9 entries=0"]
+    # Proven by its token, it may move even in open mode.
+    assert Node(factory, "10.0.0.4").hello("edge-9", token="tok9") == ["OK HELLO edge-9 entries=0"]
+    assert proven.read() == ["ERR 409 replaced by a new connection of node edge-9"]
+
+
+def test_token_mode_needs_a_token_for_every_node(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(auth="token"))
+    core.access.node_tokens["edge-1"] = "t"
+    assert Node(factory).hello("edge-2") == ["ERR 401 wrong or missing token for node edge-2"]
+    assert Node(factory).hello("edge-1", token="t") == ["OK HELLO edge-1 entries=0"]
+
+
+def test_ip_option_needs_a_token(factory, core):
+    node = Node(factory, "10.0.0.1")
+    assert node.hello("edge-1", ip="192.0.2.99") == ["ERR 403 ip= needs a valid node token (or --allow-ip-param)"]
+    assert core.stats.failures["line_ip_refused"] == 1
+    assert len(factory.sessions) == 0 and not node.closed
+    # Its own address is no claim on anyone else's.
+    assert node.hello("edge-1", ip="10.0.0.1") == ["OK HELLO edge-1 entries=0"]
+
+
+def test_ip_option_with_a_token_or_allow_ip_param(core, clock):
+    core.access.node_tokens["edge-1"] = "t"
+    factory = LineTrackerFactory(core, clock, LineDoorSettings())
+    node = Node(factory)
+    assert node.hello("edge-1", ip="192.0.2.99", token="t") == ["OK HELLO edge-1 entries=0"]
+    node.send("HAVE " + H1)
+    assert core.swarms[info_hash(1)].get(node_peer_id("edge-1")).ip == "192.0.2.99"
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(allow_ip_param=True))
+    other = Node(factory)
+    assert other.hello("edge-2", ip="192.0.2.98") == ["OK HELLO edge-2 entries=0"]
+    assert factory.sessions.get("edge-2").ip == "192.0.2.98"
 
 
 def test_silent_connection_is_closed_and_ping_keeps_it(core, clock):
@@ -485,3 +570,14 @@ def test_a_subscriber_that_catches_up_keeps_its_connection(core, clock):
     assert not watcher.closed
     watcher.read()
     assert len(watcher.events) == 59
+
+
+def test_line_auth_option_is_decided_at_start():
+    from tracker.options import Options
+    chosen = {}
+    for name, argv in (("none", []), ("tokens", ["--node-token", "edge-1=s"]),
+                       ("explicit", ["--line-auth", "open", "--node-token", "edge-1=s"])):
+        options = Options()
+        options.parseOptions(argv)
+        chosen[name] = options["line-auth"]
+    assert chosen == {"none": "open", "tokens": "token", "explicit": "open"}

@@ -129,3 +129,34 @@ def test_cli_runs_commands_and_sets_its_exit_status(tracker, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("tracker-line: cannot reach 127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+class LineSocketFrom(LineSocket):
+    """A line connection from a chosen loopback address (all of 127/8 is local)."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                             source_address=(source, 0))
+        self.reader = self.sock.makefile("r", encoding="utf-8", newline="\n")
+        self.events = []
+
+
+def test_open_mode_a_node_id_cannot_be_taken_from_another_address(tracker):
+    node = LineSocketFrom(tracker.line_port, "127.0.0.1")
+    intruder = LineSocketFrom(tracker.line_port, "127.0.0.2")
+    try:
+        assert node.command("HELLO node=edge-5 port=8085") == ["OK HELLO edge-5 entries=0"]
+        assert node.command("HAVE " + H1) == ["OK HAVE " + H1]
+        assert intruder.command("HELLO node=edge-5 port=6666") == [
+            "ERR 409 node edge-5 is registered from another address"]
+        assert intruder.command("HELLO node=edge-6 ip=127.0.0.9") == [
+            "ERR 403 ip= needs a valid node token (or --allow-ip-param)"]
+        # The registered node keeps its connection, and BitTorrent clients
+        # are still sent its address, not the intruder's.
+        assert node.command("PING") == ["PONG"]
+        peers = http_peers(tracker, 4)
+        assert compact("127.0.0.1", 8085) in peers and compact("127.0.0.2", 6666) not in peers
+        assert intruder.command("PING") == ["PONG"]
+    finally:
+        node.close()
+        intruder.close()

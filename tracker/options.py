@@ -147,6 +147,12 @@ def _host_names(value: Any) -> List[str]:
     return names
 
 
+def _line_auth(value: Any) -> str:
+    if value not in ("open", "token"):
+        raise ValueError("must be open or token")
+    return value
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -169,6 +175,11 @@ SETTINGS: List[Setting] = [
     Setting("line-max-length", 4096, _positive_int, "longest line accepted, bytes"),
     Setting("node-token", [], _node_tokens,
             "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
+    Setting("line-auth", None, _line_auth,
+            "who may register a node id: 'token' (every node needs a valid token) or 'open' "
+            "(any id; one with a token needs it; an id stays bound to the address it first "
+            "registered from while its entries live) [default: token when --node-token is "
+            "given, else open]"),
     Setting("admin", [DEFAULT_ADMIN], _endpoints_or_off,
             "admin API, metrics and status page endpoint; repeat for several; 'off' for none"),
     Setting("admin-token", None, _optional_text,
@@ -188,7 +199,8 @@ SETTINGS: List[Setting] = [
     Setting("max-numwant", 200, _non_negative_int, "most peers returned to one announce"),
     Setting("max-scrape-hashes", 100, _positive_int, "most info hashes in one scrape"),
     Setting("allow-ip-param", False, _flag,
-            "honour the announce 'ip' parameter (HTTP) and IP field (UDP)"),
+            "honour the announce 'ip' parameter (HTTP), IP field (UDP) and HELLO ip= "
+            "without a node token (line)"),
     Setting("tracker-id", None, _optional_text, "'tracker id' sent in every announce reply"),
     Setting("warning-message", None, _optional_text,
             "'warning message' sent in every announce reply (for example a planned move)"),
@@ -314,6 +326,10 @@ class Options(usage.Options):
                 self[name] = setting.convert(value)
             except (TypeError, ValueError) as e:
                 raise usage.UsageError("%s: %r is not valid (%s)" % (source, value, e))
+        if self["line-auth"] is None:
+            # Decided once, at start: a token the admin API adds later does not
+            # turn the whole door to tokens.
+            self["line-auth"] = "token" if self["node-token"] else "open"
         if self["db"] not in ("off", ":memory:"):
             self["db"] = os.path.join(self["data-dir"], self["db"])
         exposed = [e for e in self["admin"] if not admin_is_local(e)]

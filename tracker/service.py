@@ -142,7 +142,8 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     if config["line"]:
         settings = LineDoorSettings(
             grace_s=config["line-grace"], idle_timeout_s=config["line-idle-timeout"],
-            max_line=config["line-max-length"], tokens=config["node-token"])
+            max_line=config["line-max-length"], tokens=config["node-token"],
+            auth=config["line-auth"], allow_ip_param=config["allow-ip-param"])
         top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory

@@ -29,6 +29,14 @@ from tracker.sessions import DEFAULT_MAX_ENTRIES, Session, SessionRefused, Sessi
 log = Logger()
 
 ACCESS_REFUSALS = {"content_not_allowed", "content_denied", "address_banned"}
+# Who may register a node id (docs/line-protocol.md, "Node identity").
+AUTH_OPEN, AUTH_TOKEN = "open", "token"
+
+
+def default_auth(tokens: Dict[str, str]) -> str:
+    """`--line-auth` when not given: tokens configured at start (never those the
+    admin API adds later) mean every node needs one."""
+    return AUTH_TOKEN if tokens else AUTH_OPEN
 
 
 @attr.s(slots=True, frozen=True)
@@ -36,8 +44,14 @@ class LineDoorSettings:
     grace_s = attr.ib(default=60.0)
     idle_timeout_s = attr.ib(default=300.0)
     max_line = attr.ib(default=4096)
-    # node id -> secret; empty means tokens are not required.
+    # node id -> secret, from the command line or config file.
     tokens = attr.ib(factory=dict)
+    # AUTH_TOKEN: every node needs a valid token. AUTH_OPEN: any id, but an id
+    # with a token (configured or set through the admin API) needs it, and an
+    # id is bound to the address it first registered from while its entries live.
+    auth = attr.ib(validator=attr.validators.in_((AUTH_OPEN, AUTH_TOKEN)))
+    # Honour HELLO ip= without a token (the tracker's --allow-ip-param).
+    allow_ip_param = attr.ib(default=False)
     max_subscriptions = attr.ib(default=1024)
     # Event bytes a connection may leave unread (on top of the 64 KiB send
     # buffer) before it is cut off: a subscriber that stops reading must not
@@ -46,6 +60,10 @@ class LineDoorSettings:
     # Entries one node may hold (HAVE and WANT); used when the factory builds
     # its own session registry.
     max_entries = attr.ib(default=DEFAULT_MAX_ENTRIES)
+
+    @auth.default
+    def _auth(self) -> str:
+        return default_auth(self.tokens)
 
 
 def node_peer_id(node_id: str) -> bytes:
@@ -125,7 +143,7 @@ class LineTrackerProtocol(LineReceiver):
         except TrackerError as error:
             self._refuse(LineError(403 if error.code in ACCESS_REFUSALS else 400, error.message))
         except SessionRefused as error:
-            self._refuse(LineError(error.code, error.message, reason=error.reason))
+            self._refuse(LineError(error.code, error.message, reason="line_" + error.reason))
         except Exception:
             log.failure("unexpected error answering {line!r} from {peer}", line=raw[:200],
                         peer=self.peer_ip)
@@ -193,26 +211,26 @@ class LineTrackerProtocol(LineReceiver):
         if self.session is not None:
             raise LineError(400, "already registered as %s" % self.session.id)
         hello = parse_hello(args)
-        node_id = hello.node_id
-        access = self.factory.core.access
+        factory = self.factory
+        access = factory.core.access
         if access.bans and access.is_banned(self.peer_ip):
             raise LineError(403, "your address is banned from this tracker", close=True)
-        # Tokens from the settings and those the admin gave (which win).
-        tokens = dict(self.factory.settings.tokens, **access.node_tokens)
-        if tokens:
-            expected = tokens.get(node_id)
-            given = hello.token or ""
-            if expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
-                raise LineError(401, "wrong or missing token for node %s" % node_id, close=True)
-        ip = normalise_ip(hello.ip if hello.ip is not None else self.peer_ip)
+        proven = factory.check_token(hello.node_id, hello.token)
+        ip = self.peer_ip if hello.ip is None else normalise_ip(hello.ip)
         try:
             compact_address(ip, hello.port)
         except (OSError, ValueError, UnicodeEncodeError):
             raise LineError(400, "ip must be an IPv4 or IPv6 address")
-        self.session, kept = self.factory.sessions.attach(
-            node_id, node_peer_id(node_id), self, ip, hello.port, hello.region, self.peer_ip,
-            anywhere=True)
-        self.send(format_hello(node_id, kept))
+        if ip != self.peer_ip and not (proven or factory.settings.allow_ip_param):
+            # Otherwise anyone could send BitTorrent clients to any address.
+            raise LineError(403, "ip= needs a valid node token (or --allow-ip-param)",
+                            reason="line_ip_refused")
+        # A node that proved itself may take its id over from any address; one
+        # that did not only from the address the id is registered from.
+        self.session, kept = factory.sessions.attach(
+            hello.node_id, node_peer_id(hello.node_id), self, ip, hello.port, hello.region,
+            self.peer_ip, anywhere=proven)
+        self.send(format_hello(hello.node_id, kept))
 
     def do_have(self, args: List[str]) -> None:
         info_hash, options = parse_hash_and_options(args, ("size", "name"))
@@ -334,6 +352,18 @@ class LineTrackerFactory(Factory):
         # Connections with events waiting for the end of this reactor turn.
         self._with_events: List[LineTrackerProtocol] = []
         self._events_call: Optional[IDelayedCall] = None
+
+    def check_token(self, node_id: str, given: Optional[str]) -> bool:
+        """True when `node_id` proved itself with its token; False when it has
+        none and the door is open. A wrong or missing token is refused (401)."""
+        # Tokens from the settings and those the admin gave (which win).
+        expected = self.core.access.node_tokens.get(node_id, self.settings.tokens.get(node_id))
+        if expected is None and self.settings.auth == AUTH_OPEN:
+            return False
+        if expected is None or given is None or not hmac.compare_digest(
+                expected.encode(), given.encode()):
+            raise LineError(401, "wrong or missing token for node %s" % node_id, close=True)
+        return True
 
     def connection_opened(self, connection: LineTrackerProtocol) -> None:
         self.connections.add(connection)
