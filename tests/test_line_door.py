@@ -195,6 +195,42 @@ def test_over_long_line_is_refused_and_closed(core, clock):
     assert node.closed
 
 
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_line_length_counts_the_same_with_lf_and_crlf(core, clock, ending):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_line=100))
+    node = Node(factory)
+    longest = b"PING " + b" " * 95
+    node.protocol.dataReceived(longest + ending)
+    assert node.read() == ["PONG"] and not node.closed
+    node.protocol.dataReceived(longest + b" " + ending)
+    assert node.read() == ["ERR 413 line too long (limit 100 bytes)"] and node.closed
+
+
+def test_only_ascii_digits_are_numbers_on_the_wire(factory, core):
+    node = Node(factory)
+    assert node.send("HELLO node=edge-1 port=\u0661\u0662") == [
+        "ERR 400 port must be a whole number from 1 to 65535"]
+    node.hello("edge-1")
+    assert node.send("HAVE %s size=\uff11" % H1) == [
+        "ERR 400 size must be a whole number from 0 to 9223372036854775807"]
+    assert core.swarms == {}
+
+
+def test_entries_per_node_are_capped(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_entries=2))
+    node = Node(factory)
+    node.hello("edge-1")
+    assert node.send("HAVE " + H1) == ["OK HAVE " + H1]
+    assert node.send("WANT " + H2) == ["OK WANT " + H2]
+    assert node.send("HAVE " + H2) == ["OK HAVE " + H2]  # one it has: not a new entry
+    h3 = info_hash(3).hex()
+    assert node.send("HAVE " + h3) == ["ERR 400 at most 2 entries per node: DROP some first"]
+    assert info_hash(3) not in core.swarms
+    assert core.stats.failures["line_node_entry_cap"] == 1
+    node.send("DROP " + H1)
+    assert node.send("HAVE " + h3) == ["OK HAVE " + h3]
+
+
 def test_commands_are_case_insensitive_and_blank_lines_ignored(factory):
     node = Node(factory)
     assert node.send("") == []
@@ -538,21 +574,88 @@ def test_pipelining_without_reading_pauses_the_connection(factory):
     assert node.transport.value() == b"PONG\n" * 1000
 
 
-def test_a_subscriber_that_stops_reading_events_is_cut_off(core, clock):
-    factory = LineTrackerFactory(core, clock, LineDoorSettings(max_event_backlog=2000))
+def burst(core, clock, joins, swarm=1, first_peer=1):
+    """`joins` BitTorrent peers join a swarm, one reactor turn each."""
+    for n in range(first_peer, first_peer + joins):
+        core.announce(announce_request(swarm=swarm, peer=n, port=7000 + n), 0.0)
+        clock.advance(0)
+
+
+def subscribed_watcher(core, clock, **settings):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(**settings))
     watcher = Node(factory)
     watcher.hello("watcher")
     watcher.send("SUBSCRIBE " + H1)
-    watcher.protocol.pauseProducing()  # its send buffer is full: it does not read
-    for n in range(1, 60):  # each JOIN line is about 80 bytes: 59 of them pass 2,000
+    watcher.send("SUBSCRIBE " + H2)
+    return factory, watcher
+
+
+def test_a_burst_to_a_slow_reader_coalesces_into_one_resync(core, clock):
+    factory, watcher = subscribed_watcher(core, clock, max_event_backlog=2000)
+    watcher.protocol.pauseProducing()  # its send buffer is full: it reads slowly
+    burst(core, clock, 200)  # about 16,000 bytes of JOINs for H1
+    burst(core, clock, 3, swarm=2, first_peer=500)  # a few for H2, after the bound was passed
+    assert watcher.transport.value() == b""  # nothing written while it is not reading
+    held = watcher.protocol.unsent_event_bytes
+    assert held <= 2000
+    clock.advance(30)
+    factory.tick()
+    watcher.protocol.resumeProducing()  # it read what was buffered
+    assert not watcher.closed
+    watcher.read()
+    resyncs = [e for e in watcher.events if e.startswith("* RESYNC")]
+    assert resyncs == ["* RESYNC " + H1]
+    assert [e.split()[3:5] for e in watcher.events if e.startswith("* JOIN " + H2)] == [
+        ["10.0.0.1", "7500"], ["10.0.0.1", "7501"], ["10.0.0.1", "7502"]]
+    assert len(watcher.events) == 4
+    assert factory.sessions.connection_stats.resyncs == 1
+    assert "line_slow_reader" not in core.stats.failures
+    # Afterwards, events flow one by one again.
+    watcher.events.clear()
+    burst(core, clock, 1, first_peer=900)
+    watcher.read()
+    assert watcher.events == ["* JOIN %s 10.0.0.1 7900 leecher door=http" % H1]
+
+
+def test_a_burst_within_one_turn_is_bounded_too(core, clock):
+    factory, watcher = subscribed_watcher(core, clock, max_event_backlog=2000)
+    for n in range(1, 200):  # one reactor turn, no reading in between
         core.announce(announce_request(swarm=1, peer=n, port=7000 + n), 0.0)
-        clock.advance(0)
-    assert watcher.closed
+    assert watcher.protocol.unsent_event_bytes <= 2000
+    watcher.read()
+    assert watcher.events[0] == "* RESYNC " + H1
+    assert all(e.startswith("* JOIN " + H1) for e in watcher.events[1:])
+    assert len(watcher.events) < 30
+
+
+def test_a_subscriber_that_reads_nothing_at_all_is_dropped(core, clock):
+    factory, watcher = subscribed_watcher(core, clock, max_event_backlog=2000,
+                                          stall_timeout_s=60, idle_timeout_s=1000)
+    watcher.protocol.pauseProducing()
+    burst(core, clock, 200)
+    for _ in range(59):
+        clock.advance(1)
+        factory.tick()
+    assert not watcher.closed
+    clock.advance(1)
+    factory.tick()
+    assert watcher.closed and watcher.transport.value() == b""
     assert core.stats.failures.get("line_slow_reader") == 1
-    written = len(watcher.transport.value())
-    core.announce(announce_request(swarm=1, peer=99, port=7999), 0.0)
-    clock.advance(0)
-    assert len(watcher.transport.value()) == written  # nothing more for it
+    assert factory.sessions.connection_stats.cut_off == 1
+    burst(core, clock, 1, first_peer=900)
+    assert watcher.transport.value() == b""  # nothing more for it
+
+
+def test_a_paused_connection_without_events_waits_for_the_idle_timeout(core, clock):
+    factory = LineTrackerFactory(core, clock, LineDoorSettings(stall_timeout_s=60, idle_timeout_s=300))
+    node = Node(factory)
+    node.protocol.pauseProducing()  # pipelined without reading; no subscription
+    clock.advance(299)
+    factory.tick()
+    assert not node.closed
+    clock.advance(1)
+    factory.tick()
+    assert node.closed and node.transport.value() == b""  # aborted: it does not read
 
 
 def test_a_subscriber_that_catches_up_keeps_its_connection(core, clock):
@@ -567,6 +670,7 @@ def test_a_subscriber_that_catches_up_keeps_its_connection(core, clock):
         clock.advance(0)
         if n % 10 == 0:
             watcher.protocol.resumeProducing()  # it read what was waiting
+    watcher.protocol.resumeProducing()
     assert not watcher.closed
     watcher.read()
     assert len(watcher.events) == 59

@@ -150,3 +150,15 @@ def test_node_records_go_to_the_change_log(clock):
     registry.detach(session, handle)
     assert [c for c in changes.take() if isinstance(c, NodeSeen)] == [
         NodeSeen("edge-1", "10.0.0.1", 8080, "eu", 10.0)]
+
+
+def test_metrics_read_the_registry(registry):
+    from tracker.admin.metrics import line_metrics
+    session, _ = attach(registry, Handle())
+    registry.set_entry(session, H1, left=0)
+    registry.connection_stats.open = 2
+    registry.connection_stats.resyncs = 3
+    figures = {family.name: family.samples[0].value for family in line_metrics(registry)}
+    assert figures == {"tracker_line_connections": 2, "tracker_line_nodes": 1,
+                       "tracker_line_connected_nodes": 1, "tracker_line_entries": 1,
+                       "tracker_line_resyncs": 3, "tracker_line_cut_off": 0}

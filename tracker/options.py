@@ -173,6 +173,13 @@ SETTINGS: List[Setting] = [
     Setting("line-idle-timeout", 300.0, _positive_float,
             "seconds a line connection may stay silent before it is closed"),
     Setting("line-max-length", 4096, _positive_int, "longest line accepted, bytes"),
+    Setting("line-max-entries", 100_000, _positive_int,
+            "most HAVE and WANT entries one CDN node may hold"),
+    Setting("line-event-backlog", 1 << 20, _positive_int,
+            "bytes of events held for a subscriber that is not reading before they coalesce "
+            "into one RESYNC per swarm"),
+    Setting("line-stall-timeout", 60.0, _positive_float,
+            "seconds a line connection may read nothing while events wait before it is dropped"),
     Setting("node-token", [], _node_tokens,
             "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
     Setting("line-auth", None, _line_auth,

@@ -143,7 +143,9 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         settings = LineDoorSettings(
             grace_s=config["line-grace"], idle_timeout_s=config["line-idle-timeout"],
             max_line=config["line-max-length"], tokens=config["node-token"],
-            auth=config["line-auth"], allow_ip_param=config["allow-ip-param"])
+            auth=config["line-auth"], allow_ip_param=config["allow-ip-param"],
+            max_entries=config["line-max-entries"], max_event_backlog=config["line-event-backlog"],
+            stall_timeout_s=config["line-stall-timeout"])
         top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory

@@ -21,8 +21,8 @@ from tracker.addresses import address_words, compact_address, normalise_ip
 from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
 from tracker.line.protocol import (
     MAX_NAME, MAX_NUMWANT, PONG, LineError, format_event, format_hello, format_ok, format_peer,
-    format_peers, format_scrape, format_stats, parse_hash_and_options, parse_hello,
-    parse_number, parse_options, parse_scrape_hashes, split_command,
+    format_peers, format_resync, format_scrape, format_stats, parse_hash_and_options, parse_hello,
+    content_length, parse_number, parse_options, parse_scrape_hashes, split_command,
 )
 from tracker.sessions import DEFAULT_MAX_ENTRIES, Session, SessionRefused, SessionRegistry
 
@@ -53,10 +53,13 @@ class LineDoorSettings:
     # Honour HELLO ip= without a token (the tracker's --allow-ip-param).
     allow_ip_param = attr.ib(default=False)
     max_subscriptions = attr.ib(default=1024)
-    # Event bytes a connection may leave unread (on top of the 64 KiB send
-    # buffer) before it is cut off: a subscriber that stops reading must not
-    # make the tracker hold its events without end.
+    # Event bytes held for a connection (while its client is not reading, on
+    # top of the 64 KiB send buffer) before they are coalesced into one
+    # `* RESYNC <info_hash>` per swarm: a burst never queues without bound.
     max_event_backlog = attr.ib(default=1 << 20)
+    # A connection that reads nothing for this long while events wait for it
+    # is dropped (one that reads at all is never cut off).
+    stall_timeout_s = attr.ib(default=60.0)
     # Entries one node may hold (HAVE and WANT); used when the factory builds
     # its own session registry.
     max_entries = attr.ib(default=DEFAULT_MAX_ENTRIES)
@@ -81,15 +84,23 @@ class LineTrackerProtocol(LineReceiver):
         self.last_active = 0.0
         self._errors = 0
         self._closing = False
-        self._events: List[Tuple[bool, str]] = []
-        # Event bytes written while the transport is paused (its buffer full).
-        self._event_backlog = 0
+        # Events not sent yet (this reactor turn's, or held while the client is
+        # not reading): (not of this node's region, line, info hash), and bytes.
+        self._events: List[Tuple[bool, str, bytes]] = []
+        self._event_bytes = 0
+        # Swarms whose held events passed the bound: one RESYNC each instead.
+        self._resync: Dict[bytes, None] = {}
+        self._flush_pending = False
+        # When the transport paused us (its send buffer full), if it has.
+        self._paused_at: Optional[float] = None
 
     # -- connection ---------------------------------------------------------------
 
     def connectionMade(self) -> None:
         factory = self.factory
-        self.MAX_LENGTH = factory.settings.max_line
+        # One byte more than the limit for a CR before the LF: the limit is
+        # checked on the line without its ending (lineReceived).
+        self.MAX_LENGTH = factory.settings.max_line + 1
         self.peer_ip = normalise_ip(self.transport.getPeer().host)
         self.last_active = factory.now
         factory.connection_opened(self)
@@ -104,6 +115,7 @@ class LineTrackerProtocol(LineReceiver):
             factory.core.unwatch(info_hash, self)
         self.subscriptions.clear()
         self._events = []
+        self._resync = {}
         if self.session is not None:
             factory.sessions.detach(self.session, self)
         self.session = None
@@ -127,6 +139,9 @@ class LineTrackerProtocol(LineReceiver):
         if self._closing:
             return
         self.last_active = self.factory.now
+        if content_length(raw) > self.factory.settings.max_line:
+            self.lineLengthExceeded(raw)
+            return
         try:
             command = split_command(raw)
             if command is None:
@@ -161,7 +176,8 @@ class LineTrackerProtocol(LineReceiver):
             self._close_after_replies()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._refuse(LineError(413, "line too long (limit %d bytes)" % self.MAX_LENGTH, close=True))
+        self._refuse(LineError(413, "line too long (limit %d bytes)" % self.factory.settings.max_line,
+                               close=True))
         self.clearLineBuffer()
 
     # -- events -------------------------------------------------------------------------
@@ -170,40 +186,67 @@ class LineTrackerProtocol(LineReceiver):
         session = self.session
         if session is not None and peer.peer_id == session.peer_id:
             return  # a node is not told about its own entries
+        if self._closing or info_hash in self._resync:
+            return  # it will be told to ask PEERS for this swarm anyway
         line = format_event(joined, info_hash, self.factory.describe_peer(peer))
         # Events raised in one reactor turn go out together at its end, peers of
         # this node's region first (the sort is stable: otherwise in order).
         region = session.region if session is not None else None
         node = self.factory.sessions.by_peer_id(peer.peer_id) if region else None
         nearby = node is not None and node.region == region
-        if not self._events:
+        self._events.append((not nearby, line, info_hash))
+        self._event_bytes += len(line) + 1
+        if self._event_bytes > self.factory.settings.max_event_backlog:
+            self._coalesce()
+        if not self._flush_pending and not self.paused:
+            self._flush_pending = True
             self.factory.events_pending(self)
-        self._events.append((not nearby, line))
+
+    @property
+    def unsent_event_bytes(self) -> int:
+        """Bytes of events held for this connection (RESYNC lines aside)."""
+        return self._event_bytes
+
+    def _coalesce(self) -> None:
+        """Too many unsent events: the swarms they are about get one RESYNC
+        each (ask PEERS again) instead of a queue that grows with the burst."""
+        for _, _, info_hash in self._events:
+            self._resync[info_hash] = None
+        self._events = []
+        self._event_bytes = 0
 
     def send_events(self) -> None:
-        events, self._events = self._events, []
-        events.sort(key=lambda event: event[0])
-        if events and not self._closing:
-            data = ("\n".join(line for _, line in events) + "\n").encode("utf-8")
-            if self.paused:
-                self._event_backlog += len(data)
-                if self._event_backlog > self.factory.settings.max_event_backlog:
-                    self._cut_off_slow_reader()
-                    return
-            self.transport.write(data)
+        """Write the events waiting, unless the client is not reading (then
+        `resumeProducing` sends them when it is)."""
+        self._flush_pending = False
+        if self.paused or self._closing or not (self._events or self._resync):
+            return
+        lines = [format_resync(info_hash) for info_hash in self._resync]
+        self.factory.sessions.connection_stats.resyncs += len(lines)
+        self._events.sort(key=lambda event: event[0])
+        lines += [line for _, line, _ in self._events]
+        self._events, self._event_bytes, self._resync = [], 0, {}
+        self.transport.write(("\n".join(lines) + "\n").encode("utf-8"))
 
-    def _cut_off_slow_reader(self) -> None:
-        """Abort a connection whose client has left too many events unread
-        (closing politely would wait for it to read them)."""
-        log.info("line client {peer} cut off: more than {limit} bytes of events unread",
-                 peer=self.peer_ip, limit=self.factory.settings.max_event_backlog)
-        self.factory.core.stats.count_failure("line_slow_reader")
-        self._closing = True
-        self.transport.abortConnection()
+    def pauseProducing(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = self.factory.clock.seconds()
+        super().pauseProducing()
 
     def resumeProducing(self) -> None:
-        self._event_backlog = 0
-        super().resumeProducing()
+        self._paused_at = None
+        super().resumeProducing()  # reads the lines that waited, which may pause it again
+        self.send_events()
+
+    def _cut_off(self, why: str) -> None:
+        """Abort a connection whose client reads nothing (closing politely
+        would wait for it to read what is already buffered)."""
+        log.info("line client {peer} cut off: {why}", peer=self.peer_ip, why=why)
+        self.factory.core.stats.count_failure("line_slow_reader")
+        self.factory.sessions.connection_stats.cut_off += 1
+        self._closing = True
+        self._events, self._resync = [], {}
+        self.transport.abortConnection()
 
     # -- commands -----------------------------------------------------------------------
 
@@ -309,9 +352,18 @@ class LineTrackerProtocol(LineReceiver):
     # -- timeouts ---------------------------------------------------------------------------
 
     def check_timeout(self, now: float) -> None:
-        if not self._closing and now - self.last_active >= self.factory.settings.idle_timeout_s:
-            self.send(LineError(408, "idle for too long").line())
-            self._close_after_replies()
+        if self._closing:
+            return
+        settings = self.factory.settings
+        stalled_s = 0.0 if self._paused_at is None else now - self._paused_at
+        if stalled_s >= settings.stall_timeout_s and (self._events or self._resync):
+            self._cut_off("read nothing for %.0f s while events waited" % stalled_s)
+        elif now - self.last_active >= settings.idle_timeout_s:
+            if self.paused:
+                self._cut_off("idle and not reading")
+            else:
+                self.send(LineError(408, "idle for too long").line())
+                self._close_after_replies()
 
 
 COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
