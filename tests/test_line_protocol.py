@@ -106,8 +106,9 @@ def test_replies_and_events_format_and_parse_back():
 def test_reply_kinds_for_a_client_matching_replies():
     assert [reply_kind(line) for line in (
         "* JOIN x", b"* RESYNC x", "ERR 400 x", "PEER 1.2.3.4 1 seeder door=http",
-        b"SCRAPE x seeders=1 leechers=0 completed=0", "END", "PONG", "OK HAVE x")] == [
-        EVENT, EVENT, ERROR, PART, PART, LAST, LAST, LAST]
+        b"SCRAPE x seeders=1 leechers=0 completed=0", "END", "PONG", "OK HAVE x",
+        b"ERR 404 x", b"PEER 1.2.3.4 1 seeder door=udp", b"END", b"OK STATS")] == [
+        EVENT, EVENT, ERROR, PART, PART, LAST, LAST, LAST, ERROR, PART, LAST, LAST]
     assert is_multiline("peers x") and is_multiline("SCRAPE x y") and not is_multiline("PING")
     assert not is_multiline("")
 

@@ -232,15 +232,19 @@ def reply_kind(line: Union[str, bytes]) -> str:
     """EVENT (`*`, pushed at any time), ERROR (`ERR`, the whole reply), PART (a
     `PEER` or `SCRAPE` line of a multi-line reply) or LAST (`END`, or any
     other one-line reply)."""
-    if isinstance(line, bytes):
-        line = line.decode("utf-8", "replace")
-    if line.startswith("*"):
+    # Bytes are classified as they are (a load generator reads many lines).
+    prefixes = _BYTE_PREFIXES if isinstance(line, bytes) else _TEXT_PREFIXES
+    if line.startswith(prefixes[0]):
         return EVENT
-    if line.startswith("ERR "):
+    if line.startswith(prefixes[1]):
         return ERROR
-    if line.startswith("PEER ") or line.startswith("SCRAPE "):
+    if line.startswith(prefixes[2]):
         return PART
     return LAST
+
+
+_TEXT_PREFIXES = ("*", "ERR ", ("PEER ", "SCRAPE "))
+_BYTE_PREFIXES = (b"*", b"ERR ", (b"PEER ", b"SCRAPE "))
 
 
 class PeerLine(NamedTuple):
