@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -141,7 +142,22 @@ class LineSocketFrom(LineSocket):
         self.events = []
 
 
-def test_open_mode_a_node_id_cannot_be_taken_from_another_address(tracker):
+@pytest.fixture
+def tracker_with_admin(tmp_path):
+    http_port, line_port, admin_port = free_port(), free_port(), free_port()
+    process = TrackerProcess(
+        ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http_port, "--udp", "off",
+         "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--db", "off",
+         "--admin", "tcp:%d:interface=127.0.0.1" % admin_port],
+        tmp_path, [("127.0.0.1", p) for p in (http_port, line_port, admin_port)])
+    process.http_port, process.line_port, process.admin_port = http_port, line_port, admin_port
+    yield process
+    assert process.stop()
+    assert "Traceback" not in process.output()
+
+
+def test_open_mode_a_node_id_cannot_be_taken_from_another_address(tracker_with_admin):
+    tracker = tracker_with_admin
     node = LineSocketFrom(tracker.line_port, "127.0.0.1")
     intruder = LineSocketFrom(tracker.line_port, "127.0.0.2")
     try:
@@ -160,3 +176,7 @@ def test_open_mode_a_node_id_cannot_be_taken_from_another_address(tracker):
     finally:
         node.close()
         intruder.close()
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % tracker.admin_port, timeout=10) as reply:
+        metrics = reply.read().decode()
+    assert 'tracker_failures_total{reason="line_node_elsewhere"} 1.0' in metrics
+    assert 'tracker_failures_total{reason="line_ip_refused"} 1.0' in metrics

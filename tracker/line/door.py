@@ -75,6 +75,10 @@ def node_peer_id(node_id: str) -> bytes:
 
 
 class LineTrackerProtocol(LineReceiver):
+    """One line connection: parse a command, call the core or the session
+    registry, format the reply; hold this connection's subscriptions and the
+    events waiting to be sent to it."""
+
     delimiter = b"\n"
     factory: "LineTrackerFactory"
 
