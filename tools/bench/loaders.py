@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from tracker.line.protocol import ERROR, LAST, format_command, format_hello, reply_kind
+
 from . import LOAD_CORE, REPO
 from .population import line_command_mix
 
@@ -82,9 +84,9 @@ def run_paced_load(binary: Path, door: str, port: int, hashes_file: Path, peers:
 
 
 def is_reply_end(line: bytes) -> bool:
-    """Whether a line-protocol line ends the reply to one command: not an event
-    (`*`), not a PEER or SCRAPE row (PEERS and SCRAPE answers end with END)."""
-    return not (line.startswith(b"PEER ") or line.startswith(b"SCRAPE ") or line.startswith(b"*"))
+    """Whether a line-protocol line ends the reply to one command: an ERR, an END or a
+    one-line reply; not an event, not a PEER or SCRAPE row of a multi-line reply."""
+    return reply_kind(line) in (ERROR, LAST)
 
 
 class LineConnection:
@@ -92,8 +94,9 @@ class LineConnection:
 
     def __init__(self, port: int, n: int, commands: List[bytes]) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.sendall(b"HELLO node=bench-%d\n" % n)
-        if not self.sock.makefile("rb").readline().startswith(b"OK HELLO"):
+        node = "bench-%d" % n
+        self.sock.sendall(format_command("HELLO", node=node).encode() + b"\n")
+        if self.sock.makefile("rb").readline().decode().rstrip("\r\n") != format_hello(node, 0):
             raise RuntimeError("HELLO refused")
         self.sock.setblocking(False)
         self.commands = commands
@@ -122,7 +125,7 @@ class LineConnection:
         for line in lines:
             if not is_reply_end(line):
                 continue
-            errors += line.startswith(b"ERR")
+            errors += reply_kind(line) == ERROR
             latencies.append(now - self.inflight.pop(0))
         return errors
 

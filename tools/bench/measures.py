@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from process import process_rss_bytes
+from tracker.line.protocol import EVENT, LineError, format_command, format_ok, parse_event, reply_kind
 
 from .loaders import run_wrk
 from .population import announce_path, peer_left, torrent_hash, wrk_script
@@ -55,19 +56,21 @@ def measure_flush_latency(python: str, workdir: Path, duration_s: int) -> Dict[s
     return out
 
 
-def subscribe_all(line_port: int, info_hash_hex: bytes, subscribers: int) -> List[socket.socket]:
+def subscribe_all(line_port: int, info_hash_hex: str, subscribers: int) -> List[socket.socket]:
     """`subscribers` line connections, each said HELLO and SUBSCRIBEd to one swarm."""
     socks = []
+    subscribed = format_ok("SUBSCRIBE", info_hash_hex).encode()
     try:
         for n in range(subscribers):
             sock = socket.create_connection(("127.0.0.1", line_port))
             socks.append(sock)
-            sock.sendall(b"HELLO node=watcher-%d\nSUBSCRIBE %s\n" % (n, info_hash_hex))
+            sock.sendall(("%s\n%s\n" % (format_command("HELLO", node="watcher-%d" % n),
+                                        format_command("SUBSCRIBE", info_hash_hex))).encode())
         for sock in socks:  # wait for both replies
             buffer = b""
             while buffer.count(b"\n") < 2:
                 buffer += sock.recv(4096)
-            if not buffer.split(b"\n")[1].startswith(b"OK SUBSCRIBE"):
+            if buffer.split(b"\n")[1].rstrip(b"\r") != subscribed:
                 raise RuntimeError("subscribe failed: %r" % buffer)
     except Exception:
         for sock in socks:
@@ -76,21 +79,33 @@ def subscribe_all(line_port: int, info_hash_hex: bytes, subscribers: int) -> Lis
     return socks
 
 
+def is_join(line: bytes) -> bool:
+    if reply_kind(line) != EVENT:
+        return False
+    try:
+        return parse_event(line.decode("utf-8", "replace")).kind == "JOIN"
+    except LineError:
+        return False
+
+
 def time_until_all_see_join(socks: List[socket.socket], http_port: int, peer: int) -> float:
     """Seconds from an HTTP announce of a new peer until every socket has read its JOIN."""
     selector = selectors.DefaultSelector()
+    buffers = {}
     for sock in socks:
         selector.register(sock, selectors.EVENT_READ)
-    waiting = set(socks)
+        buffers[sock] = b""
     started = time.monotonic()
     http_get_many(http_port, [announce_path(0, peer)])
-    while waiting:
+    while buffers:
         for key, _ in selector.select(timeout=10):
-            if b"* JOIN" in key.fileobj.recv(4096):
-                waiting.discard(key.fileobj)
+            lines = (buffers[key.fileobj] + key.fileobj.recv(4096)).split(b"\n")
+            buffers[key.fileobj] = lines.pop()
+            if any(is_join(line) for line in lines):
+                del buffers[key.fileobj]
                 selector.unregister(key.fileobj)
         if time.monotonic() - started > 30:
-            raise RuntimeError("%d subscribers never got the event" % len(waiting))
+            raise RuntimeError("%d subscribers never got the event" % len(buffers))
     selector.close()
     return time.monotonic() - started
 
@@ -102,7 +117,7 @@ def measure_fanout(python: str, workdir: Path, subscribers: int = FANOUT_SUBSCRI
     tracker = Tracker(python, workdir, [])
     socks: List[socket.socket] = []
     try:
-        socks = subscribe_all(tracker.line_port, torrent_hash(0).hex().encode(), subscribers)
+        socks = subscribe_all(tracker.line_port, torrent_hash(0).hex(), subscribers)
         times = [time_until_all_see_join(socks, tracker.port, 100 + n) for n in range(rounds)]
     finally:
         for sock in socks:

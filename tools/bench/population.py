@@ -6,6 +6,8 @@ import random
 from typing import List
 from urllib.parse import quote_from_bytes
 
+from tracker.line.protocol import format_command
+
 
 def torrent_hash(n: int) -> bytes:
     return hashlib.sha1(b"bench-torrent-%d" % n).digest()
@@ -84,6 +86,7 @@ def line_command_mix(torrents: int) -> List[bytes]:
     out = []
     for i in range(1024):
         h = torrent_hash(rng.randrange(torrents)).hex()
-        out.append((b"PEERS %s numwant=50\n" % h.encode()) if i % 3 == 0 else
-                   (b"SCRAPE %s\n" % h.encode()) if i % 3 == 1 else b"PING\n")
+        command = (format_command("PEERS", h, numwant=50) if i % 3 == 0 else
+                   format_command("SCRAPE", h) if i % 3 == 1 else format_command("PING"))
+        out.append(command.encode() + b"\n")
     return out
