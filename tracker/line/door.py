@@ -22,7 +22,7 @@ from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
 from tracker.line.protocol import (
     MAX_NAME, MAX_NUMWANT, PONG, LineError, format_event, format_hello, format_ok, format_peer,
     format_peers, format_resync, format_scrape, format_stats, parse_hash_and_options, parse_hello,
-    content_length, parse_number, parse_options, parse_scrape_hashes, split_command,
+    parse_number, parse_options, parse_scrape_hashes, split_command,
 )
 from tracker.sessions import DEFAULT_MAX_ENTRIES, Session, SessionRefused, SessionRegistry
 
@@ -97,6 +97,7 @@ class LineTrackerProtocol(LineReceiver):
         self._flush_pending = False
         # When the transport paused us (its send buffer full), if it has.
         self._paused_at: Optional[float] = None
+        self._max_event_bytes = 0
 
     # -- connection ---------------------------------------------------------------
 
@@ -104,7 +105,9 @@ class LineTrackerProtocol(LineReceiver):
         factory = self.factory
         # One byte more than the limit for a CR before the LF: the limit is
         # checked on the line without its ending (lineReceived).
-        self.MAX_LENGTH = factory.settings.max_line + 1
+        self.max_line = factory.settings.max_line
+        self._max_event_bytes = factory.settings.max_event_backlog
+        self.MAX_LENGTH = self.max_line + 1
         self.peer_ip = normalise_ip(self.transport.getPeer().host)
         self.last_active = factory.now
         factory.connection_opened(self)
@@ -143,20 +146,17 @@ class LineTrackerProtocol(LineReceiver):
         if self._closing:
             return
         self.last_active = self.factory.now
-        if content_length(raw) > self.factory.settings.max_line:
-            self.lineLengthExceeded(raw)
-            return
         try:
-            command = split_command(raw)
-            if command is None:
+            words = split_command(raw, self.max_line)
+            if words is None:
                 return
-            name, args = command
+            name = words[0]
             handler = COMMANDS.get(name)
             if handler is None:
                 raise LineError(404, "unknown command %s" % name[:40])
             if self.session is None and name not in BEFORE_HELLO:
                 raise LineError(403, "say HELLO first")
-            handler(self, args)
+            handler(self, words[1:])
         except LineError as error:
             self._refuse(error)
         except TrackerError as error:
@@ -180,8 +180,7 @@ class LineTrackerProtocol(LineReceiver):
             self._close_after_replies()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._refuse(LineError(413, "line too long (limit %d bytes)" % self.factory.settings.max_line,
-                               close=True))
+        self._refuse(LineError(413, "line too long (limit %d bytes)" % self.max_line, close=True))
         self.clearLineBuffer()
 
     # -- events -------------------------------------------------------------------------
@@ -192,15 +191,14 @@ class LineTrackerProtocol(LineReceiver):
             return  # a node is not told about its own entries
         if self._closing or info_hash in self._resync:
             return  # it will be told to ask PEERS for this swarm anyway
-        line = format_event(joined, info_hash, self.factory.describe_peer(peer))
+        line, node = self.factory.event_line(info_hash, peer, joined)
         # Events raised in one reactor turn go out together at its end, peers of
         # this node's region first (the sort is stable: otherwise in order).
-        region = session.region if session is not None else None
-        node = self.factory.sessions.by_peer_id(peer.peer_id) if region else None
-        nearby = node is not None and node.region == region
+        nearby = (node is not None and session is not None and session.region is not None
+                  and node.region == session.region)
         self._events.append((not nearby, line, info_hash))
         self._event_bytes += len(line) + 1
-        if self._event_bytes > self.factory.settings.max_event_backlog:
+        if self._event_bytes > self._max_event_bytes:
             self._coalesce()
         if not self._flush_pending and not self.paused:
             self._flush_pending = True
@@ -225,10 +223,14 @@ class LineTrackerProtocol(LineReceiver):
         self._flush_pending = False
         if self.paused or self._closing or not (self._events or self._resync):
             return
-        lines = [format_resync(info_hash) for info_hash in self._resync]
-        self.factory.sessions.connection_stats.resyncs += len(lines)
-        self._events.sort(key=lambda event: event[0])
-        lines += [line for _, line, _ in self._events]
+        lines = []
+        if self._resync:
+            lines = [format_resync(info_hash) for info_hash in self._resync]
+            self.factory.sessions.connection_stats.resyncs += len(lines)
+        events = self._events
+        if len(events) > 1:
+            events.sort(key=_far)
+        lines += [line for _, line, _ in events]
         self._events, self._event_bytes, self._resync = [], 0, {}
         self.transport.write(("\n".join(lines) + "\n").encode("utf-8"))
 
@@ -319,7 +321,7 @@ class LineTrackerProtocol(LineReceiver):
         hashes = parse_scrape_hashes(args)
         files = self.factory.core.scrape(hashes, DOOR_LINE)
         self.transport.write(format_scrape(
-            (h, files[h].complete, files[h].incomplete, files[h].downloaded) for h in hashes
+            [(h, files[h].complete, files[h].incomplete, files[h].downloaded) for h in hashes]
         ).encode("utf-8"))
 
     def do_subscribe(self, args: List[str]) -> None:
@@ -370,6 +372,10 @@ class LineTrackerProtocol(LineReceiver):
                 self._close_after_replies()
 
 
+def _far(event: Tuple[bool, str, bytes]) -> bool:
+    return event[0]
+
+
 COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
     "HELLO": LineTrackerProtocol.do_hello,
     "HAVE": LineTrackerProtocol.do_have,
@@ -408,6 +414,9 @@ class LineTrackerFactory(Factory):
         # Connections with events waiting for the end of this reactor turn.
         self._with_events: List[LineTrackerProtocol] = []
         self._events_call: Optional[IDelayedCall] = None
+        # The last swarm change turned into an event line: the core tells every
+        # subscriber of a swarm of the same change, so the line is made once.
+        self._last_event: Optional[Tuple[PeerView, bool, bytes, str, Optional[Session]]] = None
 
     def check_token(self, node_id: str, given: Optional[str]) -> bool:
         """True when `node_id` proved itself with its token; False when it has
@@ -445,8 +454,24 @@ class LineTrackerFactory(Factory):
         for connection in connections:
             connection.send_events()
 
+    def event_line(self, info_hash: bytes, peer: PeerView,
+                   joined: bool) -> Tuple[str, Optional[Session]]:
+        """The `* JOIN`/`* LEAVE` line of a swarm change and the node it is
+        about (None for a BitTorrent peer), made once for all its subscribers."""
+        last = self._last_event
+        if last is not None and last[0] is peer and last[1] == joined and last[2] == info_hash:
+            return last[3], last[4]
+        node = self.sessions.by_peer_id(peer.peer_id) if peer.door == DOOR_LINE else None
+        line = format_event(joined, info_hash, self._describe(peer, node))
+        self._last_event = (peer, joined, info_hash, line, node)
+        return line, node
+
     def describe_peer(self, peer: PeerView) -> str:
         node = self.sessions.by_peer_id(peer.peer_id) if peer.door == DOOR_LINE else None
+        return self._describe(peer, node)
+
+    @staticmethod
+    def _describe(peer: PeerView, node: Optional[Session]) -> str:
         if node is None:
             return format_peer(address_words(peer.compact), peer.seeder, peer.door)
         return format_peer(address_words(peer.compact), peer.seeder, peer.door, node.id,

@@ -63,11 +63,14 @@ def is_ascii_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def split_command(raw: bytes) -> Optional[Tuple[str, List[str]]]:
+def split_command(raw: bytes, max_line: int = MAX_LINE) -> Optional[List[str]]:
     """A received line (LF already removed; a CR before it is dropped here) as
-    (upper-case command name, its argument words); None for a blank line."""
+    its words, the command name upper-cased; None for a blank line. Longer
+    than `max_line` bytes without its ending: LineError 413 (close)."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    if len(raw) > max_line:
+        raise LineError(413, "line too long (limit %d bytes)" % max_line, close=True)
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -75,12 +78,8 @@ def split_command(raw: bytes) -> Optional[Tuple[str, List[str]]]:
     words = line.split()
     if not words:
         return None
-    return words[0].upper(), words[1:]
-
-
-def content_length(raw: bytes) -> int:
-    """A line's length as the limit counts it: the same with LF and CRLF."""
-    return len(raw) - 1 if raw.endswith(b"\r") else len(raw)
+    words[0] = words[0].upper()
+    return words
 
 
 def parse_options(words: List[str], allowed: Tuple[str, ...]) -> Dict[str, str]:
@@ -91,10 +90,12 @@ def parse_options(words: List[str], allowed: Tuple[str, ...]) -> Dict[str, str]:
         if not sep or key not in allowed:
             raise LineError(400, "unexpected argument %r (options: %s)"
                             % (word[:80], ", ".join(allowed) or "none"))
-        try:
-            options[key] = unquote(value, errors="strict")
-        except UnicodeDecodeError:
-            raise LineError(400, "a %-escape in an option is not UTF-8")
+        if "%" in value:  # most values have no escape: skip the call
+            try:
+                value = unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                raise LineError(400, "a %-escape in an option is not UTF-8")
+        options[key] = value
     return options
 
 
@@ -103,17 +104,17 @@ def parse_number(options: Dict[str, str], key: str, low: int, high: int) -> Opti
     value = options.get(key)
     if value is None:
         return None
-    if not is_ascii_number(value) or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise LineError(400, "%s must be a whole number from %d to %d" % (key, low, high))
     return int(value)
 
 
 def parse_info_hash(text: str) -> bytes:
     """40 hex digits (any case) or 32 base32 characters, to 20 bytes."""
-    try:
-        if len(text) == 40 and text.isascii():
+    try:  # non-ASCII text raises ValueError in both decoders
+        if len(text) == 40:
             return binascii.unhexlify(text)
-        if len(text) == 32 and text.isascii():
+        if len(text) == 32:
             return base64.b32decode(text.upper())
     except (binascii.Error, ValueError):
         pass
@@ -183,13 +184,13 @@ def format_resync(info_hash: bytes) -> str:
 
 def format_peers(peer_texts: Iterable[str]) -> str:
     """A whole PEERS reply, END included, as one block of lines."""
-    return "".join("PEER %s\n" % text for text in peer_texts) + "END\n"
+    return "".join(["PEER %s\n" % text for text in peer_texts]) + "END\n"
 
 
 def format_scrape(rows: Iterable[Tuple[bytes, int, int, int]]) -> str:
     """A whole SCRAPE reply from (info_hash, seeders, leechers, completed) rows."""
-    return "".join("SCRAPE %s seeders=%d leechers=%d completed=%d\n" % (h.hex(), s, l, c)
-                   for h, s, l, c in rows) + "END\n"
+    return "".join(["SCRAPE %s seeders=%d leechers=%d completed=%d\n" % (h.hex(), s, l, c)
+                    for h, s, l, c in rows]) + "END\n"
 
 
 def format_ok(command: str, detail: str = "") -> str:
