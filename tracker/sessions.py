@@ -16,7 +16,7 @@ The line door uses it for nodes (tracker/line/door.py); the admin API and
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Protocol, Set, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -24,11 +24,6 @@ from twisted.logger import Logger
 from tracker.core import (
     DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerView, TrackerCore,
 )
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object  # type: ignore[assignment,misc]
 
 log = Logger()
 
@@ -144,7 +139,9 @@ class SessionRegistry:
         """Register `connection` as `session_id`, coming from address `origin`.
         Return the session and how many entries it kept from an earlier
         connection. Without `anywhere`, an id whose entries live is refused to
-        a connection from another address (SessionRefused, nothing changed)."""
+        a connection from another address (SessionRefused, nothing changed).
+        A session keeps the peer id it was created with: the caller derives it
+        from the id (a node) or gives the one its client uses (a browser)."""
         session = self._sessions.get(session_id)
         if session is None:
             session = Session(session_id, peer_id, ip, port, region, origin)
