@@ -10,7 +10,7 @@ from process import poll_real_process
 
 from .clients import LineConnection, announce_path, random_hash
 from .common import Env, Row, mib, random_hashes
-from .target import MiB, Target
+from .target import Target
 
 SWARM_BYTES_TARGET = 300
 REACTOR_BLOCK_TARGET_S = 0.010

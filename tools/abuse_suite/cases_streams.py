@@ -70,25 +70,30 @@ def poll_samples(seconds: float, interval_s: float = 0.1):
         time.sleep(interval_s)
 
 
-def raise_own_file_limit(wanted: int) -> None:
+def raise_own_file_limit(wanted: int) -> int:
+    """Let this process hold `wanted` sockets (up to the hard limit); the soft limit before."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    return soft
 
 
 def idle_connections(env: Env) -> Row:
     count = env.sizes["idle_connections"]
     name = "%d idle connections from one address (tracker's soft fd limit 1024)" % count
     target = "a probe from another address (127.0.0.2) answered in < 10 ms, HTTP and admin"
-    raise_own_file_limit(count + 200)
-    with env.target("idle", soft_nofile=1024) as t:
-        socks = open_idle(t.http_port, count)
-        try:
-            probes = {"http": probe(t.http_port, announce_path(random_hash(), 2)),
-                      "admin": probe(t.admin_port, "/api/health")}
-        finally:
-            for sock in socks:
-                sock.close()
+    own_soft = raise_own_file_limit(count + 200)
+    try:
+        with env.target("idle", soft_nofile=1024) as t:
+            socks = open_idle(t.http_port, count)
+            try:
+                probes = {"http": probe(t.http_port, announce_path(random_hash(), 2)),
+                          "admin": probe(t.admin_port, "/api/health")}
+            finally:
+                for sock in socks:
+                    sock.close()
+    finally:  # the trackers of later cases inherit this process's limit: as it was
+        resource.setrlimit(resource.RLIMIT_NOFILE, (own_soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     measured = "%d opened; " % len(socks) + ", ".join(
         "%s %s" % (door, "%.1f ms" % (s * 1000) if s is not None else "no answer")
         for door, s in probes.items())

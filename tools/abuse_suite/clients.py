@@ -1,14 +1,11 @@
-"""Small clients of the abuse cases: raw HTTP, BEP 15 over UDP, line-protocol connections."""
+"""Small clients of the abuse cases: raw HTTP, line-protocol connections, idle TCP connections."""
 from __future__ import annotations
 
 import os
 import socket
-import struct
 import time
 from typing import List, Optional, Tuple
 from urllib.parse import quote_from_bytes
-
-UDP_MAGIC = 0x41727101980
 
 
 def random_hash() -> bytes:
@@ -38,30 +35,6 @@ def http_request(port: int, path: str, timeout_s: float = 10, source: str = "") 
 
 def http_body(reply: bytes) -> bytes:
     return reply.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in reply else b""
-
-
-class UDPClient:
-    """One BEP 15 client: connects once, then announces."""
-
-    def __init__(self, port: int, timeout_s: float = 5) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(timeout_s)
-        self.sock.connect(("127.0.0.1", port))
-        self.sock.send(struct.pack(">QII", UDP_MAGIC, 0, 1))
-        action, _, self.connection_id = struct.unpack(">IIQ", self.sock.recv(64))
-        if action != 0:
-            raise RuntimeError("UDP connect refused")
-
-    def announce(self, info_hash: bytes, peer: int, numwant: int = 50) -> Tuple[int, bytes]:
-        """(action, payload after the 8-byte header) of the reply."""
-        self.sock.send(struct.pack(">QII20s20sQQQIIIiH", self.connection_id, 1, 2, info_hash,
-                                   b"-AB0001-%012d" % peer, 0, 100, 0, 2, 0, 0, numwant,
-                                   10000 + peer % 50000))
-        reply = self.sock.recv(65536)
-        return struct.unpack(">I", reply[:4])[0], reply[8:]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class LineConnection:
