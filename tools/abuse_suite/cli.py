@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bound on each case (default 600)")
     parser.add_argument("--tracker-arg", action="append", default=[], metavar="ARG",
                         help="extra twistd tracker argument for every case (repeatable), "
-                             "e.g. --tracker-arg=--max-swarms=2000000")
+                             "e.g. --tracker-arg=--flush-interval=0.5")
     parser.add_argument("--json", metavar="PATH", help="write the rows and sizes as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     return parser
