@@ -15,6 +15,8 @@ from typing import Dict, Optional, Tuple
 # when the total connection cap is derived from the open-file limit.
 RESERVED_FDS = 128
 
+RATE_LIMITED = "rate_limited"
+RATE_LIMITED_MESSAGE = "too many requests from your address: announce less often"
 REFUSED_TOTAL = "connections_total"
 REFUSED_PER_ADDRESS = "connections_per_address"
 

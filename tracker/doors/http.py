@@ -21,6 +21,8 @@ from tracker.core import (
     AnnounceRequest, TrackerCore, TrackerError,
 )
 from tracker.doors.fastwrite import send_now, supports_send_now
+from tracker.doors.admission import LimitedConnections
+from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
 from tracker.doors.timeouts import TimedConnections
 from tracker.doors.query import parse_announce_query, parse_query, unquote, unquote_cached
 from tracker.doors.responses import (
@@ -121,10 +123,30 @@ class HTTPTrackerProtocol(Protocol):
         self.behind_proxy = bool(self.settings.trusted_proxies) and in_networks(
             self.peer_ip, self.settings.trusted_proxies)
         self._forwarded: Optional[bytes] = None
+        self._paused = False
         factory.connections.add(self)
+        # Flow control: a client that sends requests but does not read the
+        # replies fills our send buffer; the transport then pauses us and we
+        # stop reading its requests until it catches up.
+        self.transport.registerProducer(self, True)
 
     def connectionLost(self, reason=None) -> None:
         self.factory.connections.discard(self)
+        self.factory.connection_released(self.peer_ip)
+
+    # -- flow control (IPushProducer) --------------------------------------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if not self._closing:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._paused = False
 
     # -- framing ------------------------------------------------------------
 
@@ -200,7 +222,12 @@ class HTTPTrackerProtocol(Protocol):
                 self._close([self._status_reply(408, "request not completed in time")])
         elif now - self.last_active >= self.settings.idle_timeout_s:
             self._closing = True
-            self.transport.loseConnection()
+            if self._paused:
+                # Replies are waiting for a client that does not read: a
+                # polite close would wait for it forever.
+                self.transport.abortConnection()
+            else:
+                self.transport.loseConnection()
 
     # -- one request --------------------------------------------------------
 
@@ -325,6 +352,8 @@ class HTTPTrackerProtocol(Protocol):
             external_ip = self.external_ip
             if self._forwarded is not None:
                 ip, external_ip = self._client_behind_proxy(self._forwarded)
+            # By the address the request came from, not a declared `ip`.
+            self._check_rate(ip)
             if self.settings.allow_ip_param and b"ip" in params:
                 ip, external_ip = self._declared_ip(unquote(params[b"ip"]))
             request = AnnounceRequest(
@@ -364,9 +393,16 @@ class HTTPTrackerProtocol(Protocol):
         except (UnicodeDecodeError, OSError, ValueError):
             raise TrackerError("invalid_ip", "ip must be an IPv4 or IPv6 address")
 
+    def _check_rate(self, ip: str) -> None:
+        limiter = self.factory.rate_limiter
+        if limiter is not None and not limiter.allow(ip, self.factory.now):
+            raise TrackerError(RATE_LIMITED, RATE_LIMITED_MESSAGE)
+
     def _scrape(self, query: bytes) -> bytes:
         core = self.core
         try:
+            self._check_rate(self.peer_ip if self._forwarded is None
+                             else self._client_behind_proxy(self._forwarded)[0])
             _, info_hashes = parse_query(query)
             files = core.scrape(info_hashes, DOOR_HTTP)
         except TrackerError as error:
@@ -375,7 +411,7 @@ class HTTPTrackerProtocol(Protocol):
         return encode_scrape(files, core.settings.min_interval_s)
 
 
-class HTTPTrackerFactory(TimedConnections, Factory):
+class HTTPTrackerFactory(LimitedConnections, TimedConnections, Factory):
     """Shared state of the HTTP door: the core, the settings, open connections,
     and a coarse clock (`now`) advanced by `tick` for the timeouts."""
 
@@ -390,3 +426,11 @@ class HTTPTrackerFactory(TimedConnections, Factory):
         self.start_timing(clock)
         self.announce_trailer = announce_trailer(self.settings.tracker_id,
                                                  self.settings.warning_message)
+
+    # Requests per second per client address (None: no limit); the service sets it.
+    rate_limiter = None
+
+    def refusal_message(self, text: str) -> bytes:
+        body = text.encode("utf-8") + b"\n"
+        return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))

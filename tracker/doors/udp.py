@@ -29,6 +29,7 @@ from tracker.addresses import normalise_ip, pack_ip
 from tracker.cache import BoundedCache
 from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
 from tracker.doors.connection_ids import ConnectionIds
+from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE, AnnounceRateLimiter
 
 log = Logger()
 
@@ -107,6 +108,8 @@ class UDPTrackerProtocol(DatagramProtocol):
         self._sendto = None
         # Source host text -> (normalised ip, packed address), for recent hosts.
         self._hosts = BoundedCache()
+        # Announces and scrapes per second per proven address (None: no limit).
+        self.rate_limiter: Optional[AnnounceRateLimiter] = None
 
     def startProtocol(self) -> None:
         # Twisted's Port.write checks the address three times per datagram;
@@ -156,6 +159,9 @@ class UDPTrackerProtocol(DatagramProtocol):
             return error_packet(transaction_id, "connection id expired or invalid: connect again",
                                 limit=size)
         try:
+            limiter = self.rate_limiter
+            if limiter is not None and not limiter.allow(ip, self.clock.seconds()):
+                raise TrackerError(RATE_LIMITED, RATE_LIMITED_MESSAGE)
             if action == ACTION_ANNOUNCE:
                 return self._announce(data, transaction_id, ip, address)
             return self._scrape(data, transaction_id)

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 
 from tracker.addresses import address_words, compact_address, normalise_ip
+from tracker.doors.admission import LimitedConnections
 from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
 from tracker.line.protocol import (
     MAX_NAME, MAX_NUMWANT, PONG, LineError, format_event, format_hello, format_ok, format_peer,
@@ -393,7 +394,7 @@ COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
 BEFORE_HELLO = {"HELLO", "PING", "STATS", "SCRAPE", "QUIT"}
 
 
-class LineTrackerFactory(Factory):
+class LineTrackerFactory(LimitedConnections, Factory):
     """The line door's connections and their end-of-turn event flush; node
     sessions live in the session registry (`sessions`)."""
 
@@ -437,6 +438,10 @@ class LineTrackerFactory(Factory):
     def connection_closed(self, connection: LineTrackerProtocol) -> None:
         self.connections.discard(connection)
         self.sessions.connection_stats.open = len(self.connections)
+        self.connection_released(connection.peer_ip)
+
+    def refusal_message(self, text: str) -> bytes:
+        return b"ERR 503 %s\n" % text.encode("utf-8")
 
     def tick(self) -> None:
         self.now = now = self.clock.seconds()
