@@ -11,6 +11,10 @@ from __future__ import annotations
 import resource
 from typing import Dict, Optional, Tuple
 
+from twisted.logger import Logger
+
+log = Logger()
+
 # File descriptors kept free for the admin listener, the database and logs
 # when the total connection cap is derived from the open-file limit.
 RESERVED_FDS = 128
@@ -137,3 +141,27 @@ class AnnounceRateLimiter:
             return
         for ip in idle:
             del self._buckets[ip]
+
+
+class DoorLimits:
+    """The bounds every door shares, built once from the settings."""
+
+    __slots__ = ("connections", "requests", "open_file_limit")
+
+    def __init__(self, connections: ConnectionLimiter, requests: Optional[AnnounceRateLimiter],
+                 open_file_limit: int) -> None:
+        self.connections = connections
+        self.requests = requests
+        self.open_file_limit = open_file_limit
+
+    @classmethod
+    def from_settings(cls, max_connections: int, max_per_address: int, rate: float,
+                      burst: float) -> "DoorLimits":
+        """Raise the open-file limit (logged), then size the connection cap
+        from it unless `max_connections` is given (0: derived)."""
+        before, after = raise_open_file_limit()
+        if after != before:
+            log.info("open-file limit raised from {before} to {after}", before=before, after=after)
+        total = max_connections or default_max_connections(after)
+        requests = AnnounceRateLimiter(rate, burst) if rate > 0 else None
+        return cls(ConnectionLimiter(total, max_per_address), requests, after)

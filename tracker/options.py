@@ -225,6 +225,17 @@ SETTINGS: List[Setting] = [
             "seconds an idle keep-alive HTTP connection stays open"),
     Setting("http-request-timeout", 10.0, _positive_float,
             "seconds a client has to send a whole request head"),
+    Setting("max-connections", 0, _non_negative_int,
+            "most open connections over all stream doors (HTTP, line, WebSocket); 0: the "
+            "open-file limit less a reserve of 128 for the admin listener and the database"),
+    Setting("max-connections-per-address", 1024, _positive_int,
+            "most open stream connections from one client address"),
+    Setting("request-rate", 100.0, _non_negative_float,
+            "announces and scrapes per second one client address may make on average over "
+            "HTTP and UDP; 0 for no limit"),
+    Setting("request-burst", 2000, _positive_int,
+            "announces and scrapes one client address may make at once before --request-rate "
+            "applies"),
 ]
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}

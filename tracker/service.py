@@ -26,6 +26,7 @@ from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.line.door import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
 from tracker.expiry import ExpiryService
+from tracker.limits import DoorLimits
 from tracker.options import Options
 from tracker.sessions import SessionRegistry
 from tracker.totals import TotalsRecorder
@@ -76,6 +77,8 @@ class TrackerService(MultiService):
         # The line door's node sessions, read by the admin API and /metrics.
         self.line_sessions: Optional[SessionRegistry] = None
         self.totals: Optional[TotalsRecorder] = None
+        # Connection caps and request allowances shared by the doors.
+        self.limits: Optional[DoorLimits] = None
 
     def privilegedStartService(self) -> None:
         # Listeners bind here. A port that cannot be bound stops start-up with
@@ -115,6 +118,9 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     changes = ChangeLog() if config["db"] != "off" else None
     core = TrackerCore(core_settings(config), changes=changes)
     top = TrackerService(core)
+    top.limits = limits = DoorLimits.from_settings(
+        config["max-connections"], config["max-connections-per-address"],
+        config["request-rate"], config["request-burst"])
 
     store = None
     if changes is not None:
@@ -126,6 +132,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     top.totals.setServiceParent(top)
 
     http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
+    http_factory.limiter, http_factory.rate_limiter = limits.connections, limits.requests
     _listen(top, reactor, "http", config["http"], http_factory)
     if config["udp"]:
         udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
@@ -133,6 +140,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         connection_ids = ConnectionIds(reactor, max_age_s=udp_settings.connection_id_max_age_s)
         for host, port in config["udp"]:
             protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
+            protocol.rate_limiter = limits.requests
             listener = UDPServer(port, protocol, interface=host, reactor=reactor)
             listener.setName("udp %s:%d" % (host, port))
             listener.setServiceParent(top)
@@ -149,6 +157,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory
+        line_factory.limiter = limits.connections
         _listen(top, reactor, "line", config["line"], line_factory)
         _every(top, reactor, TIMEOUT_CHECK_S, line_factory.tick)
 
