@@ -7,20 +7,20 @@ from hypothesis import given, settings, strategies as st
 
 from helpers import announce_request, info_hash, peer_id
 from tracker.core import PeerPool, TrackerCore, TrackerSettings, compact_address
-from tracker.core.swarm import INDEX_AT, Swarm
+from tracker.core.swarm import INDEX_AT, RECORD, Swarm
 
 
 def check_pool(pool: PeerPool, model: dict) -> None:
     """The pool holds exactly the model's peers, seeders first, and finds each."""
     assert len(pool) == len(model)
-    assert len(pool.ids) == 20 * len(model) and len(pool.addrs) == pool.addr_width * len(model)
-    assert len(pool.seen) == len(model)
+    assert len(pool.recs) == RECORD * len(model)
+    assert len(pool.addrs) == pool.addr_width * len(model)
     assert pool.seeders == sum(1 for v in model.values() if v[1])
     for pos in range(len(pool)):
         view = pool.view(pos)
-        compact, seeder, seen, door = model[view.peer_id]
+        compact, seeder, seen, door, key = model[view.peer_id]
         assert (view.compact, view.seeder, view.last_seen) == (compact, seeder, seen)
-        assert pool.doors[pos] == door
+        assert (pool.door(pos), pool.key(pos)) == (door, key)
         assert pool.find(view.peer_id) == pos
     if len(pool) > INDEX_AT:
         assert pool.index is not None
@@ -29,7 +29,8 @@ def check_pool(pool: PeerPool, model: dict) -> None:
         assert pool.index == {pool.peer_id(p): p for p in range(len(pool))}
 
 
-operations = st.lists(st.tuples(st.sampled_from(["add", "remove", "flip", "move", "seen"]),
+operations = st.lists(st.tuples(st.sampled_from(["add", "remove", "flip", "move", "seen",
+                                                 "refresh"]),
                                 st.integers(0, 400), st.booleans()), max_size=600)
 
 
@@ -45,8 +46,9 @@ def test_pool_matches_a_plain_dict_model_through_any_changes(ops, seed):
         assert (pos >= 0) == (pid in model)
         if op == "add" and pos < 0:
             compact = compact_address("10.0.%d.%d" % (who // 256, who % 256), 1000 + who)
-            pool.add(pid, compact, float(n), n % 3, flag, rng)
-            model[pid] = (compact, flag, float(n), n % 3)
+            key = (who * 2654435761) % 2 ** 32 if who % 3 else 0
+            pool.add(pid, compact, float(n), n % 3, flag, rng, key)
+            model[pid] = (compact, flag, float(n), n % 3, key)
         elif pos < 0:
             continue
         elif op == "remove":
@@ -60,8 +62,14 @@ def test_pool_matches_a_plain_dict_model_through_any_changes(ops, seed):
             compact = compact_address("192.168.1.%d" % (who % 256), 2000 + n)
             pool.set_compact(pos, compact)
             model[pid] = (compact,) + model[pid][1:]
+        elif op == "refresh":
+            compact = compact_address("10.3.0.%d" % (n % 256), 3000 + n)
+            key = n * 7 if flag else 0
+            new = pool.refresh(pos, compact, float(n), 2, flag, key, rng)
+            assert pool.peer_id(new) == pid and (new < pool.seeders) == flag
+            model[pid] = (compact, flag, float(n), 2, key or model[pid][4])
         else:
-            pool.seen[pos] = float("inf")
+            pool.set_seen(pos, float("inf"))
             model[pid] = model[pid][:2] + (float("inf"),) + model[pid][3:]
     check_pool(pool, model)
 
@@ -73,7 +81,7 @@ def test_a_large_pool_keeps_an_index_and_drops_it_when_small_again():
     for n in range(INDEX_AT + 10):
         compact = compact_address("10.1.0.1", 1000 + n)
         pool.add(peer_id(n), compact, 0.0, 0, n % 2 == 0, rng)
-        model[peer_id(n)] = (compact, n % 2 == 0, 0.0, 0)
+        model[peer_id(n)] = (compact, n % 2 == 0, 0.0, 0, 0)
     assert pool.index is not None
     check_pool(pool, model)
     for n in range(INDEX_AT):
@@ -88,8 +96,10 @@ def test_an_id_matching_across_two_records_is_not_found():
     rng = random.Random(2)
     pool.add(b"A" * 10 + b"B" * 10, compact_address("10.0.0.1", 1), 0.0, 0, False, rng)
     pool.add(b"C" * 10 + b"D" * 10, compact_address("10.0.0.2", 2), 0.0, 0, False, rng)
-    straddling = bytes(pool.ids[10:30])
+    straddling = bytes(pool.recs[10:30])
     assert pool.find(straddling) == -1
+    tail_and_next_id = bytes(pool.recs[RECORD - 10:RECORD + 10])
+    assert pool.find(tail_and_next_id) == -1
 
 
 @given(st.integers(0, 60), st.integers(0, 60), st.integers(-1, 70), st.integers(0, 2 ** 32))
@@ -167,5 +177,5 @@ def test_append_keeps_seeders_first_and_every_peer_findable():
         compact = compact_address("10.2.0.1", 2000 + n)
         seeder = n % 3 == 0
         pool.append(peer_id(n), compact, float(n), 1, seeder)
-        model[peer_id(n)] = (compact, seeder, float(n), 1)
+        model[peer_id(n)] = (compact, seeder, float(n), 1, 0)
     check_pool(pool, model)

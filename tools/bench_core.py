@@ -1,4 +1,4 @@
-"""Core micro-benchmark: announces per second through `TrackerCore.announce`
+"""Core micro-benchmark: announces per CPU-second through `TrackerCore.announce`
 alone (no door, no network), on a large population.
 
 The population is `--peers` peers spread over `--swarms` swarms (IPv4, half
@@ -34,7 +34,7 @@ def _address(n: int) -> str:
 def run(peers: int = 1_000_000, swarms: int = 100_000, announces: int = 300_000,
         rounds: int = 3, join_share: float = 0.05, seed: int = 1) -> Dict[str, object]:
     """Fill a core, then time `rounds` rounds of `announces` announces each.
-    Returns the population and the announces per second of each round."""
+    Returns the population and the announces per CPU-second of each round."""
     rng = random.Random(seed)
     core = TrackerCore(rng=random.Random(seed))
     hashes = [b"H%019d" % i for i in range(swarms)]
@@ -70,14 +70,15 @@ def run(peers: int = 1_000_000, swarms: int = 100_000, announces: int = 300_000,
         gc.collect()
         announce = core.announce
         now = 1.0 + r
-        t0 = time.perf_counter()
+        # CPU time of this process: other work on the machine does not count.
+        t0 = time.process_time()
         for request in requests:
             announce(request, now)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.process_time() - t0
         figures.append(len(requests) / elapsed)
     return {"runtime": sys.implementation.name, "peers": core.peer_count,
             "swarms": len(core.swarms), "fill_s": round(fill_s, 1),
-            "announces_per_s": [round(f) for f in figures]}
+            "announces_per_cpu_s": [round(f) for f in figures]}
 
 
 def main(argv=None) -> int:
@@ -88,10 +89,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     result = run(args.peers, args.swarms, args.announces, args.rounds)
-    rates = sorted(result["announces_per_s"])
-    print("%s: %d peers in %d swarms (filled in %.1f s); announces/s per round %s; median %d"
+    rates = sorted(result["announces_per_cpu_s"])
+    print("%s: %d peers in %d swarms (filled in %.1f s); announces per CPU-second, each round %s; median %d"
           % (result["runtime"], result["peers"], result["swarms"], result["fill_s"],
-             result["announces_per_s"], rates[len(rates) // 2]))
+             result["announces_per_cpu_s"], rates[len(rates) // 2]))
     return 0
 
 

@@ -2,12 +2,14 @@
 
 A million peers must fit in little memory, so a peer is not an object. Each
 swarm keeps one `PeerPool` per address family, and a pool keeps its peers as
-fixed-width records in four parallel buffers:
+fixed-width records in two parallel buffers:
 
-    ids    bytearray   20 bytes a peer (the peer id)
+    recs   bytearray   33 bytes a peer: peer id (20), door code (1), last seen
+                       (8, a double; +inf while a CDN node pins it), owner key (4)
     addrs  bytearray    6 bytes a peer (IPv4) or 18 (IPv6): BEP 23 / BEP 7 compact form
-    seen   array('d')   8 bytes a peer (last announce; +inf while a CDN node pins it)
-    doors  bytearray    1 byte a peer (which door it came in by)
+
+Two buffers rather than one per field: each buffer is an object of about 60
+bytes, which is most of what a swarm of one peer costs.
 
 Seeders occupy positions [0, seeders) and leechers [seeders, len). A new peer
 goes to a random position of its part (the peer it displaces moves to the
@@ -15,9 +17,13 @@ end), and a removed peer's place is taken by the last of its part, so each
 part stays in uniformly random order. A random sample is then a window at a
 random start: one to three slices of `addrs`, already in the wire format.
 
-Finding a peer by id scans `ids` with `bytearray.find` (well under a
+Finding a peer by id scans `recs` with `bytearray.find` (well under a
 microsecond for a hundred peers); a pool of more than `INDEX_AT` peers keeps
 a dict from id to position as well.
+
+An entry belongs to whoever created it: it may be changed from the address it
+has, or by an announce carrying the same owner key (BEP 3's `key`, BEP 15's
+key field) as the last one that set it. Key 0 means "no key".
 
 What the tracker does not need to answer requests (uploaded, downloaded,
 left, the address as text) is not kept here: the change log carries it to
@@ -28,6 +34,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
+import struct
 from array import array
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -48,6 +55,16 @@ DOOR_NAMES = (DOOR_HTTP, DOOR_UDP, DOOR_LINE)
 DOOR_CODES = {name: code for code, name in enumerate(DOOR_NAMES)}
 
 ID_WIDTH = 20
+# A record: the peer id, then these fields (little-endian, no padding).
+RECORD = 33
+_DOOR_AT = ID_WIDTH
+_SEEN_AT = ID_WIDTH + 1
+_KEY_AT = ID_WIDTH + 9
+_DOOR_SEEN = struct.Struct("<Bd")
+_SEEN = struct.Struct("<d")
+_KEY = struct.Struct("<I")
+_TAIL = struct.Struct("<BdI")  # door, seen, key: a record after its id
+NO_KEY = 0
 # A pool this large keeps an id -> position dict; it drops it below half that.
 INDEX_AT = 128
 
@@ -93,20 +110,18 @@ class PeerView:
 class PeerPool:
     """The peers of one swarm and one address family, as packed records."""
 
-    __slots__ = ("addr_width", "ids", "addrs", "seen", "doors", "seeders", "index")
+    __slots__ = ("addr_width", "recs", "addrs", "seeders", "index")
 
     def __init__(self, addr_width: int) -> None:
         # Bytes of one compact address: 6 in the IPv4 pool, 18 in the IPv6 one.
         self.addr_width = addr_width
-        self.ids = bytearray()
+        self.recs = bytearray()
         self.addrs = bytearray()
-        self.seen = array("d")
-        self.doors = bytearray()
         self.seeders = 0
         self.index: Optional[Dict[bytes, int]] = None
 
     def __len__(self) -> int:
-        return len(self.doors)
+        return len(self.recs) // RECORD
 
     @property
     def family(self) -> int:
@@ -118,46 +133,66 @@ class PeerPool:
         index = self.index
         if index is not None:
             return index.get(peer_id, -1)
-        ids = self.ids
-        at = ids.find(peer_id)
-        while at > 0 and at % ID_WIDTH:
-            # Matched across two records: look on.
-            at = ids.find(peer_id, at + 1)
-        return at // ID_WIDTH if at >= 0 else -1
+        recs = self.recs
+        at = recs.find(peer_id)
+        while at > 0 and at % RECORD:
+            # Matched across two fields or records: look on.
+            at = recs.find(peer_id, at + 1)
+        return at // RECORD if at >= 0 else -1
+
+    # -- reading one peer ---------------------------------------------------------------
 
     def peer_id(self, pos: int) -> bytes:
-        return bytes(self.ids[pos * ID_WIDTH:(pos + 1) * ID_WIDTH])
+        return bytes(self.recs[pos * RECORD:pos * RECORD + ID_WIDTH])
 
     def compact(self, pos: int) -> bytes:
         w = self.addr_width
         return bytes(self.addrs[pos * w:(pos + 1) * w])
 
+    def seen(self, pos: int) -> float:
+        return _SEEN.unpack_from(self.recs, pos * RECORD + _SEEN_AT)[0]
+
+    def door(self, pos: int) -> int:
+        return self.recs[pos * RECORD + _DOOR_AT]
+
+    def key(self, pos: int) -> int:
+        return _KEY.unpack_from(self.recs, pos * RECORD + _KEY_AT)[0]
+
     def view(self, pos: int) -> PeerView:
         return PeerView(self.peer_id(pos), self.compact(pos), pos < self.seeders,
-                        self.seen[pos], DOOR_NAMES[self.doors[pos]])
+                        self.seen(pos), DOOR_NAMES[self.door(pos)])
+
+    def owned_by(self, pos: int, compact: bytes, key: int) -> bool:
+        """May an announce from `compact` (its address; any port) with owner key
+        `key` change the entry at `pos`? Yes from the entry's own address, or
+        with the entry's key (a client whose address changed)."""
+        w = self.addr_width
+        if len(compact) == w and self.addrs[pos * w:(pos + 1) * w - 2] == compact[:-2]:
+            return True
+        return key != NO_KEY and key == self.key(pos)
 
     # -- changing --------------------------------------------------------------------------
 
     def add(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool,
-            rng: random.Random) -> int:
+            rng: random.Random, key: int = NO_KEY) -> int:
         """Put a new peer at a random position of its part; returns the position."""
-        pos = self.append(peer_id, compact, seen, door, seeder)
+        pos = self.append(peer_id, compact, seen, door, seeder, key)
         # Swap it with a random member of its part (itself included).
-        lo, hi = (0, self.seeders) if seeder else (self.seeders, len(self.doors))
+        lo, hi = (0, self.seeders) if seeder else (self.seeders, len(self))
         target = lo + int(rng.random() * (hi - lo))
         self._swap(pos, target)
         return target
 
     def append(self, peer_id: bytes, compact: bytes, seen: float, door: int,
-               seeder: bool) -> int:
+               seeder: bool, key: int = NO_KEY) -> int:
         """Add a peer known not to be in the pool yet at the end of its part,
         without shuffling; returns its position. Only `add` keeps the parts in
         random order, which sampling by window relies on."""
-        end = len(self.doors)
-        self.ids += peer_id
+        recs = self.recs
+        end = len(recs) // RECORD
+        recs += peer_id
+        recs += _TAIL.pack(door, seen, key)
         self.addrs += compact
-        self.seen.append(seen)
-        self.doors.append(door)
         if self.index is not None:
             self.index[peer_id] = end
         elif end + 1 > INDEX_AT:
@@ -170,8 +205,27 @@ class PeerPool:
         self.seeders = boundary + 1
         return boundary
 
+    def refresh(self, pos: int, compact: bytes, seen: float, door: int, seeder: bool,
+                key: int, rng: random.Random) -> int:
+        """Apply a re-announce (already found to come from the owner) to the
+        entry at `pos`: address, seeder or leecher, last seen, door, and the
+        owner key when one is given. Returns the entry's position."""
+        w = self.addr_width
+        if self.addrs[pos * w:(pos + 1) * w] != compact:
+            self.addrs[pos * w:(pos + 1) * w] = compact
+        if (pos < self.seeders) != seeder:
+            pos = self.set_seeder(pos, seeder, rng)
+        at = pos * RECORD
+        _DOOR_SEEN.pack_into(self.recs, at + _DOOR_AT, door, seen)
+        if key != NO_KEY:
+            _KEY.pack_into(self.recs, at + _KEY_AT, key)
+        return pos
+
+    def set_seen(self, pos: int, seen: float) -> None:
+        _SEEN.pack_into(self.recs, pos * RECORD + _SEEN_AT, seen)
+
     def remove(self, pos: int) -> None:
-        last = len(self.doors) - 1
+        last = len(self) - 1
         removed_id = self.peer_id(pos) if self.index is not None else b""
         if pos < self.seeders:
             boundary = self.seeders - 1
@@ -182,11 +236,8 @@ class PeerPool:
             self.seeders = boundary
         elif pos != last:
             self._move(last, pos)
-        w = self.addr_width
-        del self.ids[-ID_WIDTH:]
-        del self.addrs[-w:]
-        self.seen.pop()
-        del self.doors[-1:]
+        del self.recs[-RECORD:]
+        del self.addrs[-self.addr_width:]
         index = self.index
         if index is not None:
             del index[removed_id]
@@ -206,7 +257,7 @@ class PeerPool:
             boundary -= 1
             self._swap(pos, boundary)
             self.seeders = boundary
-            target = boundary + int(rng.random() * (len(self.doors) - boundary))
+            target = boundary + int(rng.random() * (len(self) - boundary))
             self._swap(boundary, target)
             return target
         return pos
@@ -218,36 +269,43 @@ class PeerPool:
     def _move(self, src: int, dst: int) -> None:
         """Copy record `src` over record `dst` (whose peer is going away)."""
         w = self.addr_width
-        moved_id = self.ids[src * ID_WIDTH:(src + 1) * ID_WIDTH]
-        self.ids[dst * ID_WIDTH:(dst + 1) * ID_WIDTH] = moved_id
+        recs = self.recs
+        moved = recs[src * RECORD:(src + 1) * RECORD]
+        recs[dst * RECORD:(dst + 1) * RECORD] = moved
         self.addrs[dst * w:(dst + 1) * w] = self.addrs[src * w:(src + 1) * w]
-        self.seen[dst] = self.seen[src]
-        self.doors[dst] = self.doors[src]
         if self.index is not None:
-            self.index[bytes(moved_id)] = dst
+            self.index[bytes(moved[:ID_WIDTH])] = dst
 
     def _swap(self, a: int, b: int) -> None:
         if a == b:
             return
         w = self.addr_width
-        ids, addrs, seen, doors = self.ids, self.addrs, self.seen, self.doors
-        ia, ib = slice(a * ID_WIDTH, (a + 1) * ID_WIDTH), slice(b * ID_WIDTH, (b + 1) * ID_WIDTH)
-        id_a, id_b = ids[ia], ids[ib]
-        ids[ia], ids[ib] = id_b, id_a
+        recs, addrs = self.recs, self.addrs
+        ra, rb = slice(a * RECORD, (a + 1) * RECORD), slice(b * RECORD, (b + 1) * RECORD)
+        rec_a, rec_b = recs[ra], recs[rb]
+        recs[ra], recs[rb] = rec_b, rec_a
         aa, ab = slice(a * w, (a + 1) * w), slice(b * w, (b + 1) * w)
         addrs[aa], addrs[ab] = addrs[ab], addrs[aa]
-        seen[a], seen[b] = seen[b], seen[a]
-        doors[a], doors[b] = doors[b], doors[a]
         if self.index is not None:
-            self.index[bytes(id_a)] = b
-            self.index[bytes(id_b)] = a
+            self.index[bytes(rec_a[:ID_WIDTH])] = b
+            self.index[bytes(rec_b[:ID_WIDTH])] = a
 
     def _build_index(self) -> None:
-        ids = self.ids
-        self.index = {bytes(ids[i:i + ID_WIDTH]): i // ID_WIDTH
-                      for i in range(0, len(ids), ID_WIDTH)}
+        recs = self.recs
+        self.index = {bytes(recs[i:i + ID_WIDTH]): i // RECORD
+                      for i in range(0, len(recs), RECORD)}
 
     # -- sampling ----------------------------------------------------------------------
+
+    def compact_reply(self, numwant: int, seeder: bool, skip: int,
+                      rng: random.Random) -> Tuple[int, int, bytes]:
+        """(seeders, leechers, peers) for a requester of this pool alone: up to
+        `numwant` compact addresses, a random window, never position `skip`
+        (-1: none), no seeders for a seeder."""
+        seeders = self.seeders
+        total = len(self.recs) // RECORD
+        return seeders, total - seeders, self.compact_of(
+            self.window(seeders if seeder else 0, total, numwant, skip, rng))
 
     def window(self, lo: int, hi: int, count: int, skip: int,
                rng: random.Random) -> List[Tuple[int, int]]:
@@ -305,16 +363,16 @@ class PeerPool:
     def views_of(self, ranges: List[Tuple[int, int]]) -> List[PeerView]:
         w = self.addr_width
         seeders = self.seeders
+        recs = self.recs
+        addrs = self.addrs
         out: List[PeerView] = []
         for a, b in ranges:
-            ids = bytes(self.ids[a * ID_WIDTH:b * ID_WIDTH])
-            addrs = bytes(self.addrs[a * w:b * w])
-            out += map(PeerView,
-                       [ids[i:i + ID_WIDTH] for i in range(0, len(ids), ID_WIDTH)],
-                       [addrs[i:i + w] for i in range(0, len(addrs), w)],
-                       [pos < seeders for pos in range(a, b)],
-                       self.seen[a:b],
-                       [DOOR_NAMES[door] for door in self.doors[a:b]])
+            for pos in range(a, b):
+                at = pos * RECORD
+                door, seen = _DOOR_SEEN.unpack_from(recs, at + _DOOR_AT)
+                out.append(PeerView(bytes(recs[at:at + ID_WIDTH]),
+                                    bytes(addrs[pos * w:(pos + 1) * w]), pos < seeders,
+                                    seen, DOOR_NAMES[door]))
         return out
 
 
@@ -335,12 +393,13 @@ class Swarm:
         self.v6: Optional[PeerPool] = None
         self.completed = 0
         # Who has been counted as completed, so each peer counts once: 64-bit
-        # fingerprints of their peer ids, sorted (8 bytes a completion).
-        self.completed_by = array("Q")
+        # fingerprints of their peer ids, sorted (8 bytes a completion). None
+        # until the first completion: most swarms never see one.
+        self.completed_by: Optional[array] = None
 
     def __len__(self) -> int:
         v6 = self.v6
-        return len(self.v4.doors) + (len(v6.doors) if v6 is not None else 0)
+        return len(self.v4) + (len(v6) if v6 is not None else 0)
 
     def __bool__(self) -> bool:
         return True
@@ -389,6 +448,8 @@ class Swarm:
 
     def has_completed(self, peer_id: bytes) -> bool:
         done = self.completed_by
+        if done is None:
+            return False
         key = completion_key(peer_id)
         at = bisect.bisect_left(done, key)
         return at < len(done) and done[at] == key
@@ -396,6 +457,8 @@ class Swarm:
     def remember_completion(self, peer_id: bytes) -> bool:
         """Note that `peer_id` completed (without counting it); False if known."""
         done = self.completed_by
+        if done is None:
+            done = self.completed_by = array("Q")
         key = completion_key(peer_id)
         at = bisect.bisect_left(done, key)
         if at < len(done) and done[at] == key:
@@ -423,7 +486,7 @@ class Swarm:
             if family and pool.addr_width != (6 if family == 4 else 18):
                 continue
             lo = pool.seeders if seeder else 0
-            hi = len(pool.doors)
+            hi = len(pool)
             skip = requester_pos if requester is pool else -1
             available = hi - lo - (lo <= skip < hi)
             if available > 0:

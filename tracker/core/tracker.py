@@ -15,7 +15,7 @@ from tracker.core.access import AccessPolicy
 from tracker.core.changes import ChangeLog
 from tracker.core.errors import TrackerError
 from tracker.core.swarm import (
-    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, ID_WIDTH, PeerPool, PeerView, Swarm,
+    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, NO_KEY, PeerPool, PeerView, Swarm,
 )
 
 MINUTE = 60
@@ -59,6 +59,9 @@ class AnnounceRequest:
     family = attr.ib(default=0)  # type: int
     # False when the client wants BEP 3's list of dicts: the result then has peer_list.
     compact = attr.ib(default=True)  # type: bool
+    # The client's owner key (BEP 3 `key`, BEP 15 key field) as a 32-bit number;
+    # NO_KEY (0) when it sent none.
+    key = attr.ib(default=NO_KEY)  # type: int
 
 
 @attr.s(slots=True)
@@ -103,6 +106,19 @@ class TrackerStats:
 MAX_COUNTER = 2 ** 63 - 1
 
 
+def check_request(req: AnnounceRequest) -> None:
+    """Raise TrackerError for an announce that cannot be right, whatever the state."""
+    if len(req.info_hash) != 20:
+        raise TrackerError("invalid_info_hash", "info_hash must be 20 bytes")
+    if len(req.peer_id) != 20:
+        raise TrackerError("invalid_peer_id", "peer_id must be 20 bytes")
+    if not 0 < req.port < 65536:
+        raise TrackerError("invalid_port", "port must be between 1 and 65535")
+    if not (0 <= req.left <= MAX_COUNTER and 0 <= req.uploaded <= MAX_COUNTER
+            and 0 <= req.downloaded <= MAX_COUNTER):
+        raise TrackerError("invalid_counter", "left, uploaded and downloaded must be 0 to 2^63-1")
+
+
 class SwarmWatcher(Protocol):
     """Told when a peer joins or leaves a watched swarm, whatever door it used."""
 
@@ -143,106 +159,87 @@ class TrackerCore:
         """Record the peer's state and return peers for it.
 
         Raises TrackerError, before changing anything, for a request that
-        cannot be right."""
-        if len(req.info_hash) != 20:
-            raise TrackerError("invalid_info_hash", "info_hash must be 20 bytes")
-        if len(req.peer_id) != 20:
-            raise TrackerError("invalid_peer_id", "peer_id must be 20 bytes")
-        if not 0 < req.port < 65536:
-            raise TrackerError("invalid_port", "port must be between 1 and 65535")
-        if not (0 <= req.left <= MAX_COUNTER and 0 <= req.uploaded <= MAX_COUNTER
-                and 0 <= req.downloaded <= MAX_COUNTER):
-            raise TrackerError("invalid_counter", "left, uploaded and downloaded must be 0 to 2^63-1")
+        cannot be right or is not allowed."""
+        check_request(req)
         if self.access.active:
             self.access.check(req.info_hash, req.ip)
+        swarm = self.swarms.get(req.info_hash)
+        compact = self.compact_address(req.ip, req.port)
+        if swarm is not None:
+            pool, pos = swarm.locate(req.peer_id)
+        else:
+            pool, pos = None, -1
+        stats = self.stats
+        stats.announces[req.door] = stats.announces.get(req.door, 0) + 1
+        if req.event == EVENT_STOPPED:
+            return self._stop(swarm, pool, pos)
+
+        seeder = req.left == 0
+        if pool is None or pool.addr_width != len(compact):
+            swarm, pool, pos = self._join(req, swarm, pool, pos, compact, seeder, now)
+        else:
+            pos = pool.refresh(pos, compact, now, DOOR_CODES[req.door], seeder, req.key,
+                               self._rng)
+        changes = self.changes
+        if req.event == EVENT_COMPLETED and swarm.mark_completed(req.peer_id) and changes is not None:
+            changes.completed(swarm, req.peer_id, now)
+        if changes is not None:
+            changes.peer_updated(req.info_hash, req.peer_id, (
+                req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
+
         settings = self.settings
         numwant = req.numwant
         if numwant is None or numwant < 0:
             numwant = settings.default_numwant
         elif numwant > settings.max_numwant:
             numwant = settings.max_numwant
-
-        stats = self.stats
-        stats.announces[req.door] = stats.announces.get(req.door, 0) + 1
-        swarm = self.swarms.get(req.info_hash)
-        if req.event == EVENT_STOPPED:
-            if swarm is None:
-                return AnnounceResult(0, 0, b"", b"", settings.interval_s, settings.min_interval_s)
-            pool, pos = swarm.locate(req.peer_id)
-            if pool is not None:
-                self._remove(swarm, pool, pos)
-            return AnnounceResult(swarm.seeders, swarm.leechers, b"", b"",
+        if swarm.v6 is None and req.family != 6 and req.compact:
+            # One pool (IPv4 only), compact: the common case.
+            complete, incomplete, peers = pool.compact_reply(numwant, seeder, pos, self._rng)
+            return AnnounceResult(complete, incomplete, peers, b"",
                                   settings.interval_s, settings.min_interval_s)
+        return self._sample_reply(req, swarm, pool, pos, seeder, numwant)
 
-        peer_id = req.peer_id
-        packed = self._packed_ips.get(req.ip)
-        if packed is None:
-            compact = self.compact_address(req.ip, req.port)
-        else:
-            compact = packed + req.port.to_bytes(2, "big")
-        seeder = req.left == 0
-        door = DOOR_CODES[req.door]
-        changes = self.changes
-        rng = self._rng
-        pool = None
-        pos = -1
+    def _join(self, req: AnnounceRequest, swarm: Optional[Swarm], pool: Optional[PeerPool],
+              pos: int, compact: bytes, seeder: bool, now: float):
+        """Add the announcing peer to its pool: a new peer, perhaps of a new
+        swarm, or one that moved to the other address family. Returns
+        (swarm, pool, position)."""
         if swarm is None:
             swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, now)
-            if changes is not None:
-                changes.content_changed(swarm)
-        else:
-            v4 = swarm.v4
-            # PeerPool.find, inlined: this runs on every announce.
-            if v4.index is not None:
-                pos = v4.index.get(peer_id, -1)
-            else:
-                at = v4.ids.find(peer_id)
-                while at > 0 and at % ID_WIDTH:
-                    at = v4.ids.find(peer_id, at + 1)
-                pos = at // ID_WIDTH if at >= 0 else -1
-            if pos >= 0:
-                pool = v4
-            elif swarm.v6 is not None:
-                pos = swarm.v6.find(peer_id)
-                if pos >= 0:
-                    pool = swarm.v6
-        if pool is not None and pool.addr_width != len(compact):
-            # The peer moved to the other address family.
+            if self.changes is not None:
+                self.changes.content_changed(swarm)
+        if pool is not None:
+            # Moved family: the entry leaves its old pool (and comes back below).
             pool.remove(pos)
             self.peer_count -= 1
-            pool = None
-        if pool is None:
-            pool = swarm.pool_for(compact)
-            pos = pool.add(peer_id, compact, now, door, seeder, rng)
-            self.peer_count += 1
-            if self._watchers:
-                self._notify(req.info_hash, pool.view(pos), True)
-        else:
-            width = pool.addr_width
-            if pool.addrs[pos * width:(pos + 1) * width] != compact:
-                pool.set_compact(pos, compact)
-            if (pos < pool.seeders) != seeder:
-                pos = pool.set_seeder(pos, seeder, rng)
-            pool.seen[pos] = now
-            pool.doors[pos] = door
-        if req.event == EVENT_COMPLETED and swarm.mark_completed(peer_id) and changes is not None:
-            changes.completed(swarm, peer_id, now)
-        if changes is not None:
-            changes.peer_updated(req.info_hash, peer_id, (
-                req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
+        pool = swarm.pool_for(compact)
+        pos = pool.add(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, self._rng,
+                       req.key)
+        self.peer_count += 1
+        if self._watchers:
+            self._notify(req.info_hash, pool.view(pos), True)
+        return swarm, pool, pos
 
-        if swarm.v6 is None and req.family != 6 and req.compact:
-            # One pool (IPv4 only): the common case, sampled here directly.
-            complete = pool.seeders
-            total = len(pool.doors)
-            lo = complete if seeder else 0
-            return AnnounceResult(complete, total - complete,
-                                  pool.compact_of(pool.window(lo, total, numwant, pos, rng)), b"",
-                                  settings.interval_s, settings.min_interval_s)
+    def _stop(self, swarm: Optional[Swarm], pool: Optional[PeerPool], pos: int) -> AnnounceResult:
+        """event=stopped: the peer leaves; the reply has counts and no peers."""
+        settings = self.settings
+        if swarm is None:
+            return AnnounceResult(0, 0, b"", b"", settings.interval_s, settings.min_interval_s)
+        if pool is not None:
+            self._remove(swarm, pool, pos)
+        complete = swarm.seeders
+        return AnnounceResult(complete, len(swarm) - complete, b"", b"",
+                              settings.interval_s, settings.min_interval_s)
+
+    def _sample_reply(self, req: AnnounceRequest, swarm: Swarm, pool: PeerPool, pos: int,
+                      seeder: bool, numwant: int) -> AnnounceResult:
+        """The reply from both pools, from one family, or as BEP 3 dicts."""
+        settings = self.settings
         complete = swarm.seeders
         result = AnnounceResult(complete, len(swarm) - complete, b"", b"",
                                 settings.interval_s, settings.min_interval_s)
-        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, rng):
+        for chosen, ranges in swarm.sample(numwant, pool, pos, seeder, req.family, self._rng):
             if not req.compact:
                 result.peer_list = (result.peer_list or []) + chosen.views_of(ranges)
             elif chosen.addr_width == 6:
@@ -296,7 +293,7 @@ class TrackerCore:
             return
         pool, pos = swarm.locate(peer_id)
         if pool is not None:
-            pool.seen[pos] = until
+            pool.set_seen(pos, until)
             if self.changes is not None:
                 self.changes.peer_seen(info_hash, peer_id, until)
 
@@ -377,7 +374,7 @@ class TrackerCore:
                 # and every later peer has been looked at already.
                 pos = len(pool) - 1
                 while pos >= 0:
-                    if pool.seen[pos] < cutoff:
+                    if pool.seen(pos) < cutoff:
                         self._remove(swarm, pool, pos)
                         removed += 1
                     examined += 1
