@@ -328,12 +328,15 @@ class Options(usage.Options):
             path = DEFAULT_CONFIG_PATH
         from_file = load_config_file(path) if path else {}
         self["config"] = path
+        # Kept for SIGHUP: a reload re-reads the file but never overrides these.
+        self.from_command_line = set()
         for setting in SETTINGS:
             name = setting.name
             given = self[name]
             if name in _FLAGS and not given:
                 given = None
             if given is not None:
+                self.from_command_line.add(name)
                 source, value = "option --%s" % name, given
             elif name in from_file:
                 source, value = "%s in %s" % (name, path), from_file[name]

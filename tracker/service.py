@@ -9,7 +9,7 @@ import ipaddress
 from typing import Optional
 
 from twisted.application.internet import StreamServerEndpointService, TimerService, UDPServer
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -73,6 +73,8 @@ class TrackerService(MultiService):
         super().__init__()
         self.core = core
         self.persistence: Optional[PersistenceService] = None
+        # The HTTP door's shared state: a SIGHUP reload swaps its settings.
+        self.http_factory: Optional[HTTPTrackerFactory] = None
         self.line_factory: Optional[LineTrackerFactory] = None
         # The line door's node sessions, read by the admin API and /metrics.
         self.line_sessions: Optional[SessionRegistry] = None
@@ -81,12 +83,22 @@ class TrackerService(MultiService):
         self.limits: Optional[DoorLimits] = None
 
     def privilegedStartService(self) -> None:
-        # Listeners bind here. A port that cannot be bound stops start-up with
-        # one line naming the endpoint and the cause, not a traceback.
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            raise SystemExit("tracker: %s" % (e,))
+        # Every listener binds here, before any service starts. If one cannot,
+        # those already bound are closed again and start-up stops with one line
+        # naming the door, the endpoint and the cause: never a tracker running
+        # with a door missing, never a traceback.
+        Service.privilegedStartService(self)
+        bound = []
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except Exception as e:
+                for listener in bound:
+                    listener.stopService()
+                cause = e if isinstance(e, CannotListenError) else "%s: %s" % (type(e).__name__, e)
+                raise SystemExit("tracker: cannot start %s: %s" % (child.name, cause))
+            if isinstance(child, (StreamServerEndpointService, UDPServer)):
+                bound.append(child)
 
     def startService(self) -> None:
         super().startService()  # persistence first: the swarms are restored before requests
@@ -131,7 +143,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     top.totals = TotalsRecorder(core, reactor, changes, store)
     top.totals.setServiceParent(top)
 
-    http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
+    http_factory = top.http_factory = HTTPTrackerFactory(core, reactor, http_settings(config))
     http_factory.limiter, http_factory.rate_limiter = limits.connections, limits.requests
     _listen(top, reactor, "http", config["http"], http_factory)
     if config["udp"]:
