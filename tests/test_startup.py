@@ -179,3 +179,19 @@ def test_sighup_with_a_broken_file_changes_nothing(tmp_path):
         assert bdecode(get("127.0.0.1", port, announce_target())[1])[b"interval"] == 1200
     finally:
         assert tracker.stop()
+
+
+@pytest.mark.parametrize("endpoint, cause", [
+    ("ssl:0:privateKey=/nonexistent/key.pem", "http endpoint ssl:0:privateKey=/nonexistent/key.pem: "),
+    ("nonsense:1", "http endpoint nonsense:1: "),
+])
+def test_an_endpoint_that_cannot_be_made_is_one_line(endpoint, cause):
+    from tracker.tap import Options, makeService
+
+    config = Options()
+    config.parseOptions(["--http", endpoint, "--udp", "off", "--line", "off", "--admin", "off",
+                         "--db", "off"])
+    with pytest.raises(SystemExit) as raised:
+        makeService(config)
+    message = raised.value.code
+    assert message.startswith("tracker: " + cause) and "\n" not in message

@@ -10,7 +10,6 @@ from typing import Optional
 
 from twisted.application.internet import StreamServerEndpointService, TimerService, UDPServer
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
@@ -29,6 +28,7 @@ from tracker.expiry import ExpiryService
 from tracker.limits import DoorLimits
 from tracker.options import Options
 from tracker.sessions import SessionRegistry
+from tracker.tls import server_endpoint
 from tracker.totals import TotalsRecorder
 from tracker.store import PersistenceService, SQLiteStore, open_database
 
@@ -109,7 +109,9 @@ class TrackerService(MultiService):
 def _listen(top: TrackerService, reactor, door: str, descriptions, factory) -> None:
     """A listener per endpoint string, each a child service of `top`."""
     for description in descriptions:
-        listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
+        # serverFromString, with TLS that answers ALPN clients and a one-line error.
+        listener = StreamServerEndpointService(
+            server_endpoint(reactor, description, door, factory), factory)
         # Fail start-up (with the endpoint's error) rather than run without the door.
         listener._raiseSynchronously = True
         listener.setName("%s %s" % (door, description))

@@ -14,6 +14,8 @@ from tracker.store import StoreError
 __all__ = ["Options", "makeService"]
 
 # What the daemon's parent prints when the child vanished without a word.
+# The access-mode bits of a descriptor's flags (PyPy's os lacks O_ACCMODE).
+ACCESS_MODE = getattr(os, "O_ACCMODE", 3)
 # Under PIPE_BUF (4096 on Linux), so the status is one atomic write.
 PIPE_MESSAGE_MAX = 4000
 SILENT_CHILD = "tracker: the daemon exited during start-up without saying why; see its log file"
@@ -114,7 +116,7 @@ def _close_write_end(read_fd: int) -> None:
         try:
             other = os.fstat(fd)
             if (other.st_dev, other.st_ino) == (pipe.st_dev, pipe.st_ino) and \
-                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+                    fcntl.fcntl(fd, fcntl.F_GETFL) & ACCESS_MODE == os.O_WRONLY:
                 os.close(fd)
         except OSError:
             continue  # the directory's own descriptor, already gone

@@ -4,6 +4,7 @@
     tracker-line "HELLO node=edge-1" "HAVE 8d3f...5f4d size=1024" "PEERS 8d3f...5f4d"
     tracker-line --file session.txt          # one command per line; '-' reads stdin
     tracker-line --listen 30 "HELLO node=watcher" "SUBSCRIBE 8d3f...5f4d"
+    tracker-line --tls --cafile tracker.pem --host tracker.example.org STATS
 
 Exit status: 0 when every command got OK, 1 when one got ERR, 2 when the
 tracker cannot be reached or the arguments are wrong.
@@ -15,10 +16,11 @@ import sys
 from typing import List, Optional
 
 from twisted.internet import defer, task
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 
 from tracker.line.client import LineClient
 from tracker.line.protocol import DEFAULT_PORT, LineError
+from tracker.tls import client_options
 
 
 def read_commands(args: argparse.Namespace) -> List[str]:
@@ -35,6 +37,8 @@ def read_commands(args: argparse.Namespace) -> List[str]:
 def run(reactor, args: argparse.Namespace, commands: List[str]):
     client = LineClient(on_event=lambda line: print(line, flush=True))
     endpoint = HostnameEndpoint(reactor, args.host, args.port, timeout=args.timeout)
+    if args.tls:
+        endpoint = wrapClientTLS(args.tls_options, endpoint)
     try:
         yield connectProtocol(endpoint, client)
     except Exception as e:
@@ -69,7 +73,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--listen", type=float, default=0, metavar="SECONDS",
                         help="after the commands, print pushed events for this long")
     parser.add_argument("--timeout", type=float, default=10, help="connect timeout, seconds")
+    parser.add_argument("--tls", action="store_true", help="speak TLS (a door on an ssl: endpoint)")
+    parser.add_argument("--cafile", metavar="PEM",
+                        help="with --tls: trust the certificates in this file instead of the system's")
+    parser.add_argument("--insecure", action="store_true",
+                        help="with --tls: do not check the tracker's certificate (tests only)")
     args = parser.parse_args(argv)
+    if (args.cafile or args.insecure) and not args.tls:
+        parser.error("--cafile and --insecure go with --tls")
+    if args.tls:
+        try:
+            args.tls_options = client_options(args.host, args.cafile, verify=not args.insecure)
+        except ImportError as e:
+            print("tracker-line: --tls needs the tls extra (pip install 'cdn-tracker[tls]'): %s" % e,
+                  file=sys.stderr)
+            return 2
+        except (OSError, ValueError) as e:
+            print("tracker-line: cannot use --cafile %s: %s" % (args.cafile, e), file=sys.stderr)
+            return 2
     try:
         commands = read_commands(args)
     except OSError as e:
