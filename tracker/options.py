@@ -289,6 +289,13 @@ class Options(usage.Options):
         for name in _REPEATABLE:
             self[name] = None
 
+    def opt_version(self) -> None:
+        """print the tracker's version and build, then exit"""
+        from tracker.startlog import version_line
+
+        print(version_line())
+        sys.exit(0)
+
     def _append(self, name: str, value: str) -> None:
         if self[name] is None:
             self[name] = []

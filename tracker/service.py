@@ -28,6 +28,7 @@ from tracker.expiry import ExpiryService
 from tracker.limits import DoorLimits
 from tracker.options import Options
 from tracker.sessions import SessionRegistry
+from tracker.startlog import log_started
 from tracker.tls import server_endpoint
 from tracker.totals import TotalsRecorder
 from tracker.store import PersistenceService, SQLiteStore, open_database
@@ -75,6 +76,8 @@ class TrackerService(MultiService):
         self.persistence: Optional[PersistenceService] = None
         # The HTTP door's shared state: a SIGHUP reload swaps its settings.
         self.http_factory: Optional[HTTPTrackerFactory] = None
+        # The parsed options (makeService sets them): start-up lines, SIGHUP reload.
+        self.config: Optional[Options] = None
         self.line_factory: Optional[LineTrackerFactory] = None
         # The line door's node sessions, read by the admin API and /metrics.
         self.line_sessions: Optional[SessionRegistry] = None
@@ -102,6 +105,8 @@ class TrackerService(MultiService):
 
     def startService(self) -> None:
         super().startService()  # persistence first: the swarms are restored before requests
+        if self.config is not None:
+            log_started(self, self.config)  # version, settings file, database, bound doors
         log.info("tracker started: {swarms} swarms, {peers} peers in memory",
                  swarms=len(self.core.swarms), peers=self.core.peer_count)
 
@@ -132,6 +137,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     changes = ChangeLog() if config["db"] != "off" else None
     core = TrackerCore(core_settings(config), changes=changes)
     top = TrackerService(core)
+    top.config = config
     top.limits = limits = DoorLimits.from_settings(
         config["max-connections"], config["max-connections-per-address"],
         config["request-rate"], config["request-burst"])
@@ -154,6 +160,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         connection_ids = ConnectionIds(reactor, max_age_s=udp_settings.connection_id_max_age_s)
         for host, port in config["udp"]:
             protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
+            protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door
             protocol.rate_limiter = limits.requests
             listener = UDPServer(port, protocol, interface=host, reactor=reactor)
             listener.setName("udp %s:%d" % (host, port))
