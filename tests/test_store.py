@@ -262,24 +262,26 @@ def test_failed_flush_keeps_its_rows_and_retries(tmp_path):
     service = makeService(tracker_config(db), reactor)
     service.startService()
     persistence = service.persistence
-    real_write = persistence.store.write
+    real_write = persistence.store.write_part
     attempts = []
 
-    def disk_full(batch):
+    def disk_full(batch, *args):
         attempts.append(len(batch))
         if len(attempts) == 1:
             raise sqlite3.OperationalError("database or disk is full")
-        return real_write(batch)
+        return real_write(batch, *args)
 
-    persistence.store.write = disk_full
-    service.core.announce(announce_request(peer=1), reactor.seconds())
-    yield persistence.flush()
-    assert persistence.stats.failures == 1 and persistence.backlog > 0
-    service.core.announce(announce_request(peer=2, port=7000), reactor.seconds())
-    yield persistence.flush()
-    assert persistence.backlog == 0
-    assert sqlite_utils.Database(str(db))["peers"].count == 2
-    yield service.stopService()
+    persistence.store.write_part = disk_full
+    try:
+        service.core.announce(announce_request(peer=1), reactor.seconds())
+        yield persistence.flush()
+        assert persistence.stats.failures == 1 and persistence.backlog > 0
+        service.core.announce(announce_request(peer=2, port=7000), reactor.seconds())
+        yield persistence.flush()
+        assert persistence.backlog == 0
+        assert sqlite_utils.Database(str(db))["peers"].count == 2
+    finally:
+        yield service.stopService()
 
 
 @pytest_twisted.inlineCallbacks
@@ -323,15 +325,15 @@ def test_ordinary_flushes_run_in_the_background_and_a_backlog_at_normal_priority
     service = makeService(tracker_config(db), reactor)
     service.startService()
     persistence = service.persistence
-    real_write = persistence.store.write
+    real_write = persistence.store.write_part
     seen = []
 
-    def write(batch):
+    def write(batch, *args):
         tid = threading.get_native_id()
         seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid)))
-        return real_write(batch)
+        return real_write(batch, *args)
 
-    persistence.store.write = write
+    persistence.store.write_part = write
     try:
         service.core.announce(announce_request(peer=1), reactor.seconds())
         yield persistence.flush()

@@ -217,7 +217,8 @@ class ApiResource(Resource):
             out["persistence"] = {
                 "path": persistence.store.path, "flushes": stats.flushes,
                 "failures": stats.failures, "rows": stats.rows, "backlog": persistence.backlog,
-                "last_flush_s": stats.last_duration_s, "restore_s": stats.restore_s}
+                "last_flush_s": stats.last_duration_s, "restore_s": stats.restore_s,
+                "file_lost": stats.file_lost, "problem": stats.problem}
         else:
             out["persistence"] = None
         return out

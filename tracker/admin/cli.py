@@ -191,6 +191,8 @@ def run(args: argparse.Namespace, tracker) -> int:
                 p = data["persistence"]
                 lines.append("%-12s %s (backlog %s, %s flushes)" % ("database", p["path"], p["backlog"],
                                                                     p["flushes"]))
+                if p.get("problem"):
+                    lines.append("%-12s %s" % ("PROBLEM", p["problem"]))
         show(data, args, "\n".join(lines))
     elif command == "swarms":
         data = tracker.call("GET", "swarms", {"sort": args.sort, "limit": args.top})

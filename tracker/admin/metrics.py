@@ -49,6 +49,12 @@ class TrackerCollector:
                                     value=persistence.backlog)
             yield GaugeMetricFamily("tracker_restore_seconds", "Start-up restore time",
                                     value=flush.restore_s)
+            yield CounterMetricFamily("tracker_database_file_lost",
+                                      "Times the database file was found removed or replaced",
+                                      value=flush.file_lost)
+            yield GaugeMetricFamily("tracker_database_failing",
+                                    "1 while changes cannot be written (see the log or status)",
+                                    value=0 if flush.problem is None else 1)
 
 
 def line_metrics(sessions):

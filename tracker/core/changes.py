@@ -7,7 +7,11 @@ off the reactor thread. Nothing in a batch refers to a live object: a swarm's
 content row is copied when it changes.
 
 A peer's row is kept by key, so a peer that announces ten times between two
-flushes is written once, with its latest state.
+flushes is written once, with its latest state. With `coarsen_last_seen(R)`,
+a re-announce that moves only the peer's last-seen time (and its byte
+counters) is not written again within the same R-second window as a row
+already handed over: the stored time then lags the true one by less than R,
+which restore allows for (see SQLiteStore.restore).
 """
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ ContentRow = Tuple[float, int, Optional[str], Optional[int]]
 TotalsTuple = Tuple[int, int, int, int, int, int]
 
 _frozen = attr.s(slots=True, frozen=True)
+
+# Peers remembered per last-seen window (hash fingerprints, about 100 bytes
+# each); past this, re-announces are simply written again.
+RECENT_MAX = 500_000
 
 
 # -- the kinds of change ---------------------------------------------------------------
@@ -208,12 +216,42 @@ class ChangeLog:
 
     def __init__(self) -> None:
         self._batch = ChangeBatch()
+        self.seen_resolution_s = 0.0
+        # Within the current window: hash(key) -> hash of what else the row
+        # says (address, bytes left, door), for peers whose row was recorded.
+        self._recent: Dict[int, int] = {}
+        self._window_ends = float("-inf")
+        self.coalesced = 0  # re-announces not written again (for the figures)
 
     def __len__(self) -> int:
         return len(self._batch)
 
+    def coarsen_last_seen(self, resolution_s: float) -> None:
+        """Write a peer whose re-announce changes only its last-seen time at
+        most once per `resolution_s` window (0: write every change)."""
+        self.seen_resolution_s = resolution_s
+        self._recent = {}
+        self._window_ends = float("-inf")
+
+    def forget_recent(self) -> None:
+        """Write the next update of every peer, whatever the window says (the
+        consumer lost what it had been given)."""
+        self._recent = {}
+
     def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
         key = (info_hash, peer_id)
+        if self.seen_resolution_s:
+            if row[5] >= self._window_ends:
+                resolution = self.seen_resolution_s
+                self._window_ends = (row[5] // resolution + 1) * resolution
+                self._recent = {}
+            fingerprint = hash(key)
+            identity = hash((row[0], row[1], row[2], row[6]))
+            if self._recent.get(fingerprint) == identity:
+                self.coalesced += 1
+                return
+            if len(self._recent) < RECENT_MAX:
+                self._recent[fingerprint] = identity
         batch = self._batch
         batch.peers[key] = row
         if batch.removed:
@@ -224,6 +262,8 @@ class ChangeLog:
     def peer_seen(self, info_hash: bytes, peer_id: bytes, last_seen: float) -> None:
         key = (info_hash, peer_id)
         batch = self._batch
+        if self._recent:
+            self._recent.pop(hash(key), None)
         row = batch.peers.get(key)
         if row is not None:
             batch.peers[key] = row[:5] + (last_seen,) + row[6:]
@@ -233,6 +273,8 @@ class ChangeLog:
     def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
         key = (info_hash, peer_id)
         batch = self._batch
+        if self._recent:
+            self._recent.pop(hash(key), None)
         batch.peers.pop(key, None)
         batch.seen.pop(key, None)
         batch.removed.add(key)
@@ -282,3 +324,30 @@ class ChangeLog:
         current.operator[:0] = batch.operator
         for node_id, row in batch.nodes.items():
             current.nodes.setdefault(node_id, row)
+
+    def absorb(self, batch: ChangeBatch) -> None:
+        """Add a batch taken later than what this log holds (its changes win):
+        a second consumer hands each batch on to this log (tracker/cluster)."""
+        current = self._batch
+        if not current:
+            self._batch = batch
+            return
+        for key, row in batch.peers.items():
+            current.peers[key] = row
+            current.seen.pop(key, None)
+            current.removed.discard(key)
+        for key, seen in batch.seen.items():
+            row = current.peers.get(key)
+            if row is not None:
+                current.peers[key] = row[:5] + (seen,) + row[6:]
+            else:
+                current.seen[key] = seen
+        for key in batch.removed:
+            current.peers.pop(key, None)
+            current.seen.pop(key, None)
+            current.removed.add(key)
+        current.content.update(batch.content)
+        current.completions.extend(batch.completions)
+        current.totals.extend(batch.totals)
+        current.nodes.update(batch.nodes)
+        current.operator.extend(batch.operator)

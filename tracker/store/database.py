@@ -130,6 +130,9 @@ def open_database(path: str, schema: Optional[Path] = None,
         message = str(e)
         raise StoreError(message if message.startswith("cannot open") else "%s: %s" % (path, message))
     except (sqlite3.Error, OSError) as e:
+        if type(e) is sqlite3.DatabaseError:  # the file itself is damaged, not locked or unreadable
+            raise StoreError("cannot open database %s: %s: it is damaged; move it aside (for example "
+                             "mv %s %s.damaged) and start again, with an empty database" % (path, e, path, path))
         raise StoreError("cannot open database %s: %s" % (path, e))
 
 

@@ -1,19 +1,24 @@
 """Writing change batches to SQLite, and rebuilding the core from it at start-up."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
                                   NodeTokenRemoved, NodeTokenSet)
+from tracker.store.database import MEMORY
 from tracker.store.queries import StoreReader
 
 # Peers written per executemany before the store thread yields the interpreter lock.
 WRITE_CHUNK = 500
+# Rows per transaction: a batch larger than this (the store catching up) is
+# committed in parts, each well under a second.
+TRANSACTION_ROWS = 50_000
 
 _UPSERT_PEER = (
     "INSERT INTO peers (info_hash, peer_id, ip, port, left_bytes, uploaded, downloaded, last_seen, "
@@ -62,12 +67,82 @@ def operator_statement(change) -> Tuple[str, tuple]:
     raise TypeError("no SQL for %r" % (change,))
 
 
+class _OutOfTime(Exception):
+    """A part of a batch was written and committed; the rest is for another call."""
+
+
+class _Writer:
+    """Runs a batch's statements in chunks, inside transactions of at most
+    TRANSACTION_ROWS rows. The batch's rows come in a fixed order, so a write
+    cut short by its deadline can be resumed by skipping what was written."""
+
+    def __init__(self, conn: sqlite3.Connection, skip: int = 0,
+                 deadline: Optional[float] = None) -> None:
+        self.conn = conn
+        self.pending = 0  # rows in the open transaction
+        self.position = 0  # rows of the batch passed so far, written or skipped
+        self.skip = skip
+        self.deadline = deadline
+
+    def _skipped(self, count: int) -> int:
+        """How many of the next `count` rows an earlier part already wrote."""
+        skipped = min(max(self.skip - self.position, 0), count)
+        self.position += count
+        return skipped
+
+    def rows(self, sql: str, rows: Sequence) -> None:
+        for start in range(0, len(rows), WRITE_CHUNK):
+            chunk = rows[start:start + WRITE_CHUNK]
+            skipped = self._skipped(len(chunk))
+            if skipped < len(chunk):
+                self._run(sql, chunk[skipped:])
+
+    def peer_rows(self, peers: Dict) -> None:
+        items = list(peers.items())
+        for start in range(0, len(items), WRITE_CHUNK):
+            end = min(start + WRITE_CHUNK, len(items))
+            skipped = self._skipped(end - start)
+            if start + skipped < end:
+                self._run(_UPSERT_PEER, [key + row for key, row in items[start + skipped:end]])
+
+    def _run(self, sql: str, rows: Sequence) -> None:
+        conn = self.conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        self.pending += len(rows)
+        if self.pending >= TRANSACTION_ROWS:
+            self.commit()
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.commit()
+            raise _OutOfTime()
+        time.sleep(0)  # hand the interpreter lock to the reactor thread
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.pending = 0
+
+    def abandon(self) -> None:
+        # SQLite may already have rolled back (disk full does): a second
+        # ROLLBACK would raise and hide the real cause.
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
 @attr.s(slots=True, frozen=True)
 class RestoreReport:
     swarms = attr.ib()  # type: int
     peers = attr.ib()  # type: int
     dropped_peers = attr.ib()  # type: int
     seconds = attr.ib()  # type: float
+
+
+class StoreFileLost(Exception):
+    """The database file was removed or replaced behind the tracker's back."""
 
 
 class SQLiteStore:
@@ -77,55 +152,87 @@ class SQLiteStore:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
         self.path = path
+        self.identity = self._file_identity()
+
+    def _file_identity(self) -> Optional[Tuple[int, int]]:
+        """(device, inode) of the file at `path` now; None for a memory database."""
+        if self.path == MEMORY:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return (-1, -1)
+        return (st.st_dev, st.st_ino)
+
+    def check_file(self) -> None:
+        """Raise StoreFileLost if `path` is no longer the file this connection
+        writes (deleted, its directory removed, or another file put there):
+        SQLite would go on writing to the unlinked file and lose it all."""
+        if self.identity is not None and self._file_identity() != self.identity:
+            raise StoreFileLost("the database file %s was removed or replaced while the tracker "
+                                "ran" % self.path)
+
+    def reopen(self, conn: sqlite3.Connection) -> None:
+        """Write to a newly opened file from now on (after StoreFileLost)."""
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+        self.conn = conn
+        self.identity = self._file_identity()
 
     def write(self, batch: ChangeBatch) -> int:
-        """Write one batch in one transaction; return the number of rows written.
+        """Write one batch; return the number of rows written (see write_part)."""
+        return self.write_part(batch)[0]
+
+    def write_part(self, batch: ChangeBatch, skip: int = 0,
+                   time_budget_s: Optional[float] = None) -> Tuple[int, bool]:
+        """Write a batch, or as much of it as `time_budget_s` allows, leaving out
+        its first `skip` rows (written by an earlier part); return (rows of the
+        batch written so far, whether it is all written).
 
         Runs on the store thread. Rows are built and written in chunks with a
         pause between them, so this thread never holds the interpreter lock for
-        long while the reactor thread has requests to answer."""
-        conn = self.conn
-        conn.execute("BEGIN")
+        long while the reactor thread has requests to answer; a large batch is
+        committed every TRANSACTION_ROWS rows, so no transaction runs long and
+        what is written survives a crash during the rest. Every change is
+        idempotent, so a batch given back after a failure part-way is simply
+        written again."""
+        self.check_file()
+        deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        writer = _Writer(self.conn, skip, deadline)
         try:
-            self._write_peers(batch)
-            if batch.completions:
-                conn.executemany(_INSERT_COMPLETION, batch.completions)
-            if batch.totals:
-                conn.executemany(_UPSERT_TOTALS, batch.totals)
-            if batch.nodes:
-                conn.executemany(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
-                                                for node_id, (ip, port, region, seen)
-                                                in batch.nodes.items()])
+            if batch.content:
+                writer.rows(_UPSERT_CONTENT, [(info_hash,) + content
+                                              for info_hash, content in batch.content.items()])
+            writer.peer_rows(batch.peers)
+            writer.rows(_UPDATE_SEEN, [(seen, info_hash, peer_id)
+                                       for (info_hash, peer_id), seen in batch.seen.items()])
+            writer.rows(_DELETE_PEER, list(batch.removed))
+            writer.rows(_INSERT_COMPLETION, batch.completions)
+            writer.rows(_UPSERT_TOTALS, batch.totals)
+            writer.rows(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
+                                       for node_id, (ip, port, region, seen) in batch.nodes.items()])
             for change in batch.operator:
                 sql, parameters = operator_statement(change)
-                conn.execute(sql, parameters)
-            conn.execute("COMMIT")
+                writer.rows(sql, [parameters])
+            writer.commit()
+        except _OutOfTime:
+            return writer.position, False
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            writer.abandon()
             raise
-        return len(batch)
+        return len(batch), True
 
-    def _write_peers(self, batch: ChangeBatch) -> None:
-        conn = self.conn
-        if batch.content:
-            conn.executemany(_UPSERT_CONTENT, [(info_hash,) + content
-                                               for info_hash, content in batch.content.items()])
-        items = list(batch.peers.items())
-        for start in range(0, len(items), WRITE_CHUNK):
-            conn.executemany(_UPSERT_PEER, [key + row for key, row in items[start:start + WRITE_CHUNK]])
-            time.sleep(0)  # hand the interpreter lock to the reactor thread
-        if batch.seen:
-            conn.executemany(_UPDATE_SEEN, [(seen, info_hash, peer_id)
-                                            for (info_hash, peer_id), seen in batch.seen.items()])
-        if batch.removed:
-            conn.executemany(_DELETE_PEER, batch.removed)
-
-    def restore(self, core: TrackerCore, now: float) -> RestoreReport:
+    def restore(self, core: TrackerCore, now: float, seen_slack_s: float = 0.0) -> RestoreReport:
         """Rebuild swarms from live peers (time to live not run out) and the
-        completion counts; drop expired peers from the file too."""
+        completion counts; drop expired peers from the file too.
+
+        `seen_slack_s`: how far a stored last-seen time may lag the true one
+        (ChangeLog.coarsen_last_seen); a peer is restored as last seen that
+        much later (never after `now`), so none expires before its time."""
         started = time.perf_counter()
-        cutoff = now - core.settings.effective_peer_ttl_s
+        cutoff = now - core.settings.effective_peer_ttl_s - seen_slack_s
         conn = self.conn
         conn.execute("BEGIN")
         try:
@@ -152,7 +259,7 @@ class SQLiteStore:
                     swarm = core.restore_swarm(info_hash, last_seen, 0)
             # A node's entries are pinned at infinity while it is connected; after a
             # restart they live one time to live unless the node comes back.
-            core.restore_peer(swarm, peer_id, ip, port, left, min(last_seen, now), door)
+            core.restore_peer(swarm, peer_id, ip, port, left, min(last_seen + seen_slack_s, now), door)
             restored += 1
         for info_hash, peer_id in conn.execute(
                 "SELECT info_hash, peer_id FROM completions WHERE completed_at >= ?", (cutoff,)):
