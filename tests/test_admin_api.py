@@ -13,7 +13,7 @@ from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from helpers import info_hash
+from helpers import announce_request, info_hash
 from tracker.admin.api import AdminContext, AdminRoot
 from tracker.admin.guard import HostRule, endpoint_is_local, redacting_log_formatter
 from tracker.admin.page import StatusPage
@@ -147,3 +147,15 @@ def test_doubled_interface_needs_a_token_at_start():
     config = Options()
     with pytest.raises(usage.UsageError, match="reachable beyond this machine: set --admin-token"):
         config.parseOptions(["--admin", "tcp:6971:interface=127.0.0.1:interface=0.0.0.0"])
+
+
+def test_a_swarm_page_is_capped_and_says_so(tmp_path):
+    admin = Listener(tmp_path)
+    for n in range(1500):
+        admin.core.announce(announce_request(peer=n, port=1000 + n), 1.0)
+    status, reply = admin.request("GET", "/api/swarms/%s?limit=100000" % H1, [LOCAL])
+    assert status == 200 and len(reply["peer_list"]) == 1000 and reply["limit"] == 1000
+    assert reply["limit_capped"] == "at most 1000 peers are listed per request"
+    status, reply = admin.request("GET", "/api/swarms/%s?limit=10" % H1, [LOCAL])
+    assert len(reply["peer_list"]) == 10 and "limit_capped" not in reply
+    assert reply["peers"] == 1500

@@ -91,6 +91,17 @@ def peer_json(peer: PeerView, sessions) -> Dict[str, Any]:
     return out
 
 
+def first_peers(swarm: Swarm, limit: int) -> List[PeerView]:
+    """Up to `limit` of a swarm's peers, building views of those only."""
+    views: List[PeerView] = []
+    for pool in swarm.pools():
+        take = min(limit - len(views), len(pool))
+        if take <= 0:
+            break
+        views.extend(pool.views_of([(0, take)]))
+    return views
+
+
 def swarm_json(swarm: Swarm) -> Dict[str, Any]:
     seeders = swarm.seeders
     return {"info_hash": swarm.info_hash.hex(), "seeders": seeders,
@@ -244,9 +255,13 @@ class ApiResource(Resource):
         if swarm is None:
             raise AdminError(404, "no such swarm")
         out = swarm_json(swarm)
-        limit = self._int_arg(request, "limit", 200, 100_000)
-        out["peer_list"] = [peer_json(p, self.context.sessions)
-                            for p in itertools.islice(swarm.views(), limit)]
+        asked = self._int_arg(request, "limit", 200, 10 ** 9)
+        # A page is capped so that no request holds the reactor for long.
+        limit = min(asked, MAX_PAGE)
+        if asked > limit:
+            out["limit_capped"] = "at most %d peers are listed per request" % MAX_PAGE
+        out["limit"] = limit
+        out["peer_list"] = [peer_json(p, self.context.sessions) for p in first_peers(swarm, limit)]
         return out
 
     def nodes(self, request: Request) -> Dict[str, Any]:
@@ -259,11 +274,11 @@ class ApiResource(Resource):
     def content(self, request: Request) -> Dict[str, Any]:
         limit = self._int_arg(request, "limit", 100, MAX_PAGE)
         offset = self._int_arg(request, "offset", 0, 10 ** 9)
-        described = sorted((s for s in self.context.core.swarms.values()
-                            if s.name is not None or s.size is not None or s.completed),
-                           key=lambda s: s.first_seen)
-        return {"total": len(described),
-                "content": [swarm_json(s) for s in described[offset:offset + limit]]}
+        described = [s for s in self.context.core.swarms.values()
+                     if s.name is not None or s.size is not None or s.completed]
+        # Only the requested page is ordered, not every swarm.
+        page = heapq.nsmallest(offset + limit, described, key=lambda s: s.first_seen)[offset:]
+        return {"total": len(described), "content": [swarm_json(s) for s in page]}
 
     def series(self, request: Request) -> Dict[str, Any]:
         minutes = self._int_arg(request, "minutes", 6 * 60, 24 * 60)
