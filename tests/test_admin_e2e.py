@@ -27,7 +27,7 @@ class Tracker:
         self.db = tmp_path / "tracker.sqlite3"
         self.process = TrackerProcess(
             ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http, "--udp", "off",
-             "--line", "tcp:%d:interface=127.0.0.1" % self.line,
+             "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % self.line,
              "--admin", "tcp:%d:interface=127.0.0.1" % self.admin, "--admin-token", TOKEN,
              "--db", str(self.db), "--flush-interval", "0.1"],
             tmp_path, [("127.0.0.1", p) for p in (self.http, self.line, self.admin)])
@@ -213,7 +213,7 @@ def test_admin_beyond_loopback_needs_a_token(tmp_path):
     result = subprocess.run(
         twistd_command() + ["-n", "--pidfile=", "tracker", "--admin", "tcp:%d" % free_port(),
                             "--http", "tcp:%d:interface=127.0.0.1" % free_port(), "--udp", "off",
-                            "--line", "off", "--db", "off"],
+                            "--line", "off", "--ws", "off", "--db", "off"],
         cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert "is reachable beyond this machine: set --admin-token" in output

@@ -23,7 +23,7 @@ def dual_stack_tracker(tmp_path):
     port = free_port(socket.AF_INET6)
     udp_port = free_port(socket.AF_INET6, socket.SOCK_DGRAM)
     tracker = TrackerProcess(["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port,
-                              "--udp", str(udp_port), "--line", "off", "--admin", "off"],
+                              "--udp", str(udp_port), "--line", "off", "--ws", "off", "--admin", "off"],
                              tmp_path, [("127.0.0.1", port), ("::1", port)])
     tracker.udp_port = udp_port
     yield port, tracker
@@ -116,7 +116,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         port = busy.getsockname()[1]
         result = subprocess.run(
             twistd_command() + ["-n", "--pidfile=", "--logfile=-", "tracker", "--http",
-                                "tcp:%d:interface=127.0.0.1" % port, "--udp", "off", "--line", "off", "--admin", "off"],
+                                "tcp:%d:interface=127.0.0.1" % port, "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off"],
             cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "Couldn't listen on 127.0.0.1:%d" % port in result.stdout + result.stderr

@@ -94,7 +94,7 @@ def test_libtorrent_leecher_downloads_from_seeder_through_the_tracker(tmp_path, 
     udp_port = free_port(kind=socket.SOCK_DGRAM)
     tracker = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % tracker_port,
-         "--udp", "127.0.0.1:%d" % udp_port, "--line", "off", "--admin", "off", "--interval", "5",
+         "--udp", "127.0.0.1:%d" % udp_port, "--line", "off", "--ws", "off", "--admin", "off", "--interval", "5",
          "--min-interval", "1"],
         tmp_path, [("127.0.0.1", tracker_port)])
     announce_url = ("http://127.0.0.1:%d/announce" % tracker_port if scheme == "http"

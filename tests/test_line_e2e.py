@@ -25,7 +25,7 @@ def tracker(tmp_path):
     http_port, line_port = free_port(), free_port()
     process = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http_port, "--udp", "off",
-         "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--line-grace", str(GRACE_S),
+         "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--line-grace", str(GRACE_S),
          "--db", "off", "--admin", "off"],
         tmp_path, [("127.0.0.1", http_port), ("127.0.0.1", line_port)])
     process.http_port, process.line_port = http_port, line_port
@@ -147,7 +147,7 @@ def tracker_with_admin(tmp_path):
     http_port, line_port, admin_port = free_port(), free_port(), free_port()
     process = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http_port, "--udp", "off",
-         "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--db", "off",
+         "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % line_port, "--db", "off",
          "--admin", "tcp:%d:interface=127.0.0.1" % admin_port],
         tmp_path, [("127.0.0.1", p) for p in (http_port, line_port, admin_port)])
     process.http_port, process.line_port, process.admin_port = http_port, line_port, admin_port

@@ -121,15 +121,17 @@ def test_make_service_builds_listeners_without_touching_the_network():
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",
                    "--udp", "127.0.0.1:7003", "--udp", "[::1]:7004",
                    "--line", "tcp:7005:interface=127.0.0.1", "--admin", "tcp:7006:interface=127.0.0.1",
+                   "--ws", "tcp:7007:interface=127.0.0.1",
                    "--interval", "100", "--min-interval", "50", "--db", "off")
     service = makeService(config, reactor)
     assert reactor.tcpServers == [] and reactor.udpServers == []
     listeners = [s for s in service if isinstance(s, StreamServerEndpointService)]
-    assert len(listeners) == 4  # two HTTP, one line, one admin
+    assert len(listeners) == 5  # two HTTP, one line, one admin, one WebSocket
     assert service.core.settings.interval_s == 100
     service.startService()
     assert sorted((port, iface) for port, _, _, iface in reactor.tcpServers) == [
-        (7001, "127.0.0.1"), (7002, "::1"), (7005, "127.0.0.1"), (7006, "127.0.0.1")]
+        (7001, "127.0.0.1"), (7002, "::1"), (7005, "127.0.0.1"), (7006, "127.0.0.1"),
+        (7007, "127.0.0.1")]
     assert sorted((port, iface) for port, _, iface, _ in reactor.udpServers) == [
         (7003, "127.0.0.1"), (7004, "::1")]
     service.stopService()
@@ -173,7 +175,7 @@ def test_bad_udp_addresses_are_usage_errors(spec, message):
 def test_service_expires_peers_on_its_timer():
     reactor = MemoryReactorClock()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--interval", "100", "--udp", "off",
-                   "--line", "off", "--admin", "off",
+                   "--line", "off", "--ws", "off", "--admin", "off",
                    "--min-interval", "50", "--sweep-interval", "10", "--db", "off")
     service = makeService(config, reactor)
     service.startService()

@@ -26,7 +26,7 @@ LOAD_S = 2.0  # how long the stream of announces runs before the kill
 
 def start(tmp_path, port, db):
     return TrackerProcess(["tracker", "--http", "tcp:%d:interface=127.0.0.1" % port, "--udp", "off",
-                           "--line", "off", "--admin", "off",
+                           "--line", "off", "--ws", "off", "--admin", "off",
                            "--db", str(db), "--flush-interval", str(FLUSH_INTERVAL_S)],
                           tmp_path, [("127.0.0.1", port)])
 
@@ -165,7 +165,7 @@ def test_unusable_database_is_a_one_line_error(tmp_path, make_db, cause):
     db = make_db(tmp_path)
     result = subprocess.run(
         twistd_command() + ["-n", "--pidfile=", "--logfile=-", "tracker", "--http",
-                            "tcp:%d:interface=127.0.0.1" % free_port(), "--udp", "off", "--line", "off", "--admin", "off",
+                            "tcp:%d:interface=127.0.0.1" % free_port(), "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off",
                             "--db", str(db)],
         cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr

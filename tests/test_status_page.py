@@ -35,7 +35,7 @@ def test_status_page_draws_the_chart_with_data(tmp_path):
     conn.close()
     http, admin = free_port(), free_port()
     tracker = TrackerProcess(
-        ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http, "--udp", "off", "--line", "off",
+        ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http, "--udp", "off", "--line", "off", "--ws", "off",
          "--admin", "tcp:%d:interface=127.0.0.1" % admin, "--db", str(db)],
         tmp_path, [("127.0.0.1", http), ("127.0.0.1", admin)])
     try:

@@ -24,7 +24,7 @@ def parse(*args):
 
 
 def tracker_config(db_path, *extra):
-    return parse("--http", "tcp:0:interface=127.0.0.1", "--udp", "off", "--line", "off", "--admin", "off",
+    return parse("--http", "tcp:0:interface=127.0.0.1", "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off",
                  "--db", str(db_path),
                  "--flush-interval", "0.05", *extra)
 
@@ -304,7 +304,7 @@ def test_reader_can_query_while_the_writer_holds_a_transaction(tmp_path):
 
 
 def test_persistence_off_records_nothing(tmp_path):
-    service = makeService(parse("--http", "tcp:0", "--udp", "off", "--line", "off", "--admin", "off", "--db", "off"), reactor)
+    service = makeService(parse("--http", "tcp:0", "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off", "--db", "off"), reactor)
     assert service.persistence is None and service.core.changes is None
 
 

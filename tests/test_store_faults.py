@@ -25,7 +25,7 @@ from tracker.store.queries import StoreReader
 
 def tracker_config(db_path, *extra):
     config = Options()
-    config.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--udp", "off", "--line", "off",
+    config.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--udp", "off", "--line", "off", "--ws", "off",
                          "--admin", "off", "--db", str(db_path), "--flush-interval", "0.05", *extra])
     return config
 
@@ -238,7 +238,7 @@ def test_a_damaged_file_at_start_is_one_line_naming_it_and_what_to_do(tmp_path):
         f.write(os.urandom(64 * 1024))
     result = subprocess.run(
         twistd_command() + ["-n", "--pidfile=", "tracker", "--http", "tcp:0:interface=127.0.0.1",
-                            "--udp", "off", "--line", "off", "--admin", "off", "--db", str(db)],
+                            "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off", "--db", str(db)],
         cwd=str(tmp_path), env=source_env(), capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode != 0

@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = "tracker.toml"
 DEFAULT_HTTP = "tcp6:6969:interface=\\:\\:"
 DEFAULT_LINE = "tcp6:6970:interface=\\:\\:"
 DEFAULT_ADMIN = "tcp:6971:interface=127.0.0.1"
+DEFAULT_WS = "tcp6:6972:interface=\\:\\:"
 
 
 class Setting(NamedTuple):
@@ -180,6 +181,18 @@ SETTINGS: List[Setting] = [
             "into one RESYNC per swarm"),
     Setting("line-stall-timeout", 60.0, _positive_float,
             "seconds a line connection may read nothing while events wait before it is dropped"),
+    Setting("ws", [DEFAULT_WS], _endpoints_or_off,
+            "WebSocket (WebTorrent) endpoint for browser peers; an ssl: endpoint for wss://; "
+            "repeat for several; 'off' for none"),
+    Setting("ws-interval", 120, _positive_int,
+            "announce interval sent to WebSocket peers, seconds (each announce brings new offers)"),
+    Setting("ws-idle-timeout", 300.0, _positive_float,
+            "seconds a WebSocket may stay silent (it is pinged at half) or read nothing before "
+            "it is closed"),
+    Setting("ws-max-message", 64 * 1024, _positive_int,
+            "longest WebSocket message accepted, characters"),
+    Setting("ws-max-offers", 10, _positive_int, "most WebRTC offers in one WebSocket announce"),
+    Setting("ws-max-swarms", 100, _positive_int, "most swarms one WebSocket may join"),
     Setting("node-token", [], _node_tokens,
             "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
     Setting("line-auth", None, _line_auth,
@@ -240,7 +253,7 @@ SETTINGS: List[Setting] = [
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 _FLAGS = {s.name for s in SETTINGS if s.convert is _flag}
-_REPEATABLE = {"http", "udp", "line", "node-token", "admin", "admin-host", "trusted-proxy"}
+_REPEATABLE = {"http", "udp", "line", "ws", "node-token", "admin", "admin-host", "trusted-proxy"}
 
 
 def _describe(setting: Setting) -> str:
@@ -312,6 +325,10 @@ class Options(usage.Options):
     def opt_line(self, endpoint: str) -> None:
         """CDN line-protocol endpoint (Twisted endpoint string); repeat for several; 'off' for none [default: tcp6:6970:interface=\\:\\:, i.e. IPv4 and IPv6]"""
         self._append("line", endpoint)
+
+    def opt_ws(self, endpoint: str) -> None:
+        """WebSocket (WebTorrent) endpoint for browser peers (an ssl: endpoint for wss://); repeat for several; 'off' for none [default: tcp6:6972:interface=\\:\\:, i.e. IPv4 and IPv6]"""
+        self._append("ws", endpoint)
 
     def opt_admin(self, endpoint: str) -> None:
         """admin API, metrics and status page endpoint; repeat for several; 'off' for none [default: tcp:6971:interface=127.0.0.1]"""

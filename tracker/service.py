@@ -28,6 +28,7 @@ from tracker.expiry import ExpiryService
 from tracker.limits import DoorLimits
 from tracker.options import Options
 from tracker.sessions import SessionRegistry
+from tracker.ws.door import WsDoorSettings, WsTrackerFactory
 from tracker.startlog import log_started
 from tracker.tls import server_endpoint
 from tracker.totals import TotalsRecorder
@@ -67,6 +68,15 @@ def http_settings(config: Options) -> HTTPDoorSettings:
     )
 
 
+def ws_settings(config: Options) -> WsDoorSettings:
+    return WsDoorSettings(
+        interval_s=config["ws-interval"], max_message=config["ws-max-message"],
+        max_offers=config["ws-max-offers"], max_swarms=config["ws-max-swarms"],
+        idle_timeout_s=config["ws-idle-timeout"],
+        trusted_proxies=tuple(ipaddress.ip_network(c) for c in config["trusted-proxy"]),
+        proxy_header=config["proxy-header"].lower().encode("ascii"))
+
+
 class TrackerService(MultiService):
     """The whole tracker: `core` is reachable for tests and later doors."""
 
@@ -82,6 +92,8 @@ class TrackerService(MultiService):
         # The line door's node sessions, read by the admin API and /metrics.
         self.line_sessions: Optional[SessionRegistry] = None
         self.totals: Optional[TotalsRecorder] = None
+        # The WebSocket door (browser peers), read by /metrics.
+        self.ws_factory: Optional[WsTrackerFactory] = None
         # Connection caps and request allowances shared by the doors.
         self.limits: Optional[DoorLimits] = None
 
@@ -127,6 +139,13 @@ def _every(top: TrackerService, reactor, interval_s: float, call) -> None:
     timer = TimerService(interval_s, call)
     timer.clock = reactor
     timer.setServiceParent(top)
+
+
+def _ws_door(top: TrackerService, reactor, config: Options) -> None:
+    """The WebSocket door for browser peers (tracker/ws/)."""
+    top.ws_factory = WsTrackerFactory(top.core, reactor, ws_settings(config))
+    _listen(top, reactor, "ws", config["ws"], top.ws_factory)
+    _every(top, reactor, TIMEOUT_CHECK_S, top.ws_factory.tick)
 
 
 def makeService(config: Options, reactor=None) -> TrackerService:
@@ -182,10 +201,14 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         _listen(top, reactor, "line", config["line"], line_factory)
         _every(top, reactor, TIMEOUT_CHECK_S, line_factory.tick)
 
+    if config["ws"]:
+        _ws_door(top, reactor, config)
+
     if config["admin"]:
         context = AdminContext(core, reactor, config["admin-token"], top.persistence,
                                top.line_sessions, top.totals,
                                host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
+        context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
         site = Site(AdminRoot(context, metrics_resource(context), StatusPage()),
                     logFormatter=redacting_log_formatter)
         site.noisy = False

@@ -90,8 +90,11 @@ class SessionRegistry:
 
     def __init__(self, core: TrackerCore, clock: IReactorTime, grace_s: float = 60.0,
                  max_entries: int = DEFAULT_MAX_ENTRIES, door: str = DOOR_LINE,
-                 kind: str = "node", record: bool = True) -> None:
+                 kind: str = "node", record: bool = True, peers=None) -> None:
         self.core = core
+        # Where the entries live: the core's swarms (IP:port peers), or for
+        # browsers tracker.core.browsers.BrowserPeers (announce, pin, remove_peer).
+        self.peers = peers if peers is not None else core
         self.clock = clock
         self.grace_s = grace_s
         self.max_entries = max_entries
@@ -172,7 +175,7 @@ class SessionRegistry:
         for info_hash, left in list(session.entries.items()):
             if moved:
                 self._announce(session, info_hash, left, completed=False)
-            self.core.pin(info_hash, session.peer_id, FOREVER)
+            self.peers.pin(info_hash, session.peer_id, FOREVER)
 
     def detach(self, session: Session, connection: ConnectionHandle) -> None:
         """`connection` closed: if it was the session's, keep the entries for
@@ -180,22 +183,30 @@ class SessionRegistry:
         if session.connection is not connection:
             return  # an older connection, already replaced
         session.connection = None
+        if self.grace_s <= 0:
+            # No grace period (browsers): every entry leaves its swarm now.
+            self._leave(session)
+            return
         now = self.clock.seconds()
         self._record(session)
         for info_hash in session.entries:
-            self.core.pin(info_hash, session.peer_id, now)
+            self.peers.pin(info_hash, session.peer_id, now)
         session.grace = self.clock.callLater(self.grace_s, self._grace_over, session)
 
     def _grace_over(self, session: Session) -> None:
         session.grace = None
         if session.connection is not None:
             return
+        self._leave(session)
+        log.info("{kind} {id} did not come back within {grace_s} s: its entries left their swarms",
+                 kind=self.kind, id=session.id, grace_s=self.grace_s)
+
+    def _leave(self, session: Session) -> None:
+        """The session is over: its entries leave their swarms, its id is free."""
         for info_hash in list(session.entries):
             self.drop_entry(session, info_hash)
         self._sessions.pop(session.id, None)
         self._by_peer_id.pop(session.peer_id, None)
-        log.info("{kind} {id} did not come back within {grace_s} s: its entries left their swarms",
-                 kind=self.kind, id=session.id, grace_s=self.grace_s)
 
     def _record(self, session: Session) -> None:
         changes = self.core.changes
@@ -207,8 +218,8 @@ class SessionRegistry:
 
     def _announce(self, session: Session, info_hash: bytes, left: int, completed: bool) -> None:
         event = EVENT_COMPLETED if completed else EVENT_STARTED
-        self.core.announce(AnnounceRequest(info_hash, session.peer_id, session.ip, session.port,
-                                           0, 0, left, event, 0, self.door), self.clock.seconds())
+        self.peers.announce(AnnounceRequest(info_hash, session.peer_id, session.ip, session.port,
+                                            0, 0, left, event, 0, self.door), self.clock.seconds())
 
     def set_entry(self, session: Session, info_hash: bytes, left: int,
                   completed: bool = False) -> None:
@@ -222,8 +233,8 @@ class SessionRegistry:
             if swarm is not None and swarm.size:
                 left = swarm.size
         self._announce(session, info_hash, left, completed)
-        self.core.pin(info_hash, session.peer_id,
-                      FOREVER if session.connection is not None else self.clock.seconds())
+        self.peers.pin(info_hash, session.peer_id,
+                       FOREVER if session.connection is not None else self.clock.seconds())
         session.entries[info_hash] = left
         self._swarm_sessions.setdefault(info_hash, set()).add(session)
 
@@ -234,7 +245,7 @@ class SessionRegistry:
             members.discard(session)
             if not members:
                 del self._swarm_sessions[info_hash]
-        self.core.remove_peer(info_hash, session.peer_id)
+        self.peers.remove_peer(info_hash, session.peer_id)
 
     # -- answers ------------------------------------------------------------------------
 

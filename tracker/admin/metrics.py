@@ -1,9 +1,14 @@
-"""Prometheus metrics, read from the live tracker at each scrape of /metrics."""
+"""Prometheus metrics, read from the live tracker at each scrape of /metrics; the
+liveness answer at /healthz."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.twisted import MetricsResource
+from twisted.web.resource import Resource
+
+from tracker import tls
+from tracker.startlog import build_info
 
 
 class TrackerCollector:
@@ -14,15 +19,23 @@ class TrackerCollector:
         context = self.context
         core = context.core
         stats = core.stats
+        info = build_info()
+        build = GaugeMetricFamily("tracker_build_info", "Version and Python running this tracker",
+                                  labels=["version", "python", "implementation"])
+        build.add_metric([info["version"], info["python"], info["implementation"]], 1)
+        yield build
+        # Every configured door from the start (zeros), so a rate() never sees a gap.
+        doors = getattr(context, "doors", ())
         announces = CounterMetricFamily("tracker_announces", "Announces answered, by door",
                                         labels=["door"])
-        for door, count in sorted(stats.announces.items()):
+        for door, count in sorted(dict(dict.fromkeys(doors, 0), **stats.announces).items()):
             announces.add_metric([door], count)
         yield announces
         scrapes = CounterMetricFamily("tracker_scrapes", "Scrapes answered, by door", labels=["door"])
-        for door, count in sorted(stats.scrapes.items()):
+        for door, count in sorted(dict(dict.fromkeys(doors, 0), **stats.scrapes).items()):
             scrapes.add_metric([door], count)
         yield scrapes
+        yield from request_metrics(context)
         failures = CounterMetricFamily("tracker_failures", "Refused requests, by reason",
                                        labels=["reason"])
         for reason, count in sorted(stats.failures.items()):
@@ -36,6 +49,9 @@ class TrackerCollector:
         sessions = context.sessions
         if sessions is not None:
             yield from line_metrics(sessions)
+        ws = getattr(context, "ws", None)
+        if ws is not None:
+            yield from ws_metrics(ws)
         persistence = context.persistence
         if persistence is not None:
             flush = persistence.stats
@@ -45,6 +61,10 @@ class TrackerCollector:
                                       value=flush.failures)
             yield GaugeMetricFamily("tracker_flush_duration_seconds", "Duration of the last write",
                                     value=flush.last_duration_s)
+            durations = getattr(persistence, "flush_durations", None)
+            if durations is not None:
+                yield histogram("tracker_flush_seconds", "Duration of each write to SQLite",
+                                durations)
             yield GaugeMetricFamily("tracker_flush_backlog", "Changes waiting to be written",
                                     value=persistence.backlog)
             yield GaugeMetricFamily("tracker_restore_seconds", "Start-up restore time",
@@ -76,7 +96,91 @@ def line_metrics(sessions):
                               value=stats.cut_off)
 
 
+def ws_metrics(door):
+    """The WebSocket door's figures (tracker/ws/door.py); its announces and
+    scrapes are in tracker_announces/tracker_scrapes with door="ws"."""
+    stats = door.stats
+    yield GaugeMetricFamily("tracker_ws_connections", "Open WebSocket connections",
+                            value=stats.open)
+    yield GaugeMetricFamily("tracker_ws_peers", "Browser peers (WebSocket) in all swarms",
+                            value=door.browsers.peer_count)
+    yield CounterMetricFamily("tracker_ws_offers_relayed", "WebRTC offers forwarded to a browser",
+                              value=stats.offers_relayed)
+    yield CounterMetricFamily("tracker_ws_answers_relayed",
+                              "WebRTC answers relayed back to the browser that offered",
+                              value=stats.answers_relayed)
+    yield CounterMetricFamily("tracker_ws_offers_dropped",
+                              "Offers not forwarded because the chosen browser was not reading",
+                              value=stats.offers_dropped)
+    yield CounterMetricFamily("tracker_ws_cut_off",
+                              "WebSocket connections aborted for reading nothing",
+                              value=stats.cut_off)
+
+
+def histogram(name: str, documentation: str, source, labels=(), values=()) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=list(labels))
+    family.add_metric(list(values), source.cumulative(), source.sum)
+    return family
+
+
+def request_metrics(context):
+    """Per door: TLS handshakes that failed, and request latencies where the door records them."""
+    failed = CounterMetricFamily("tracker_tls_handshake_failures",
+                                 "TLS handshakes that ended in a fatal alert, by door",
+                                 labels=["door"])
+    for door, record in sorted(tls.failures.items()):
+        failed.add_metric([door], record.count)
+    yield failed
+    latency = None
+    for door, factory in sorted(getattr(context, "door_factories", {}).items()):
+        source = getattr(factory, "latency", None)
+        if source is None:
+            continue
+        if latency is None:
+            latency = HistogramMetricFamily("tracker_request_seconds",
+                                            "Time from a request's arrival to its reply, by door",
+                                            labels=["door"])
+        latency.add_metric([door], source.cumulative(), source.sum)
+    if latency is not None:
+        yield latency
+
+
+class Liveness(Resource):
+    """GET /healthz: 200 "ok" while the reactor answers. No token, no Host rule:
+    a load balancer's check can reach it, and it says nothing else."""
+
+    isLeaf = True
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return b"ok\n"
+
+    def render_HEAD(self, request) -> bytes:
+        return self.render_GET(request)
+
+
+class WithLiveness(Resource):
+    """The admin root with /healthz answered before its token and Host checks."""
+
+    def __init__(self, root: Resource) -> None:
+        super().__init__()
+        self.root = root
+        self.liveness = Liveness()
+
+    def getChildWithDefault(self, path: bytes, request) -> Resource:
+        if path == b"healthz" and not request.postpath:
+            return self.liveness
+        return self.root.getChildWithDefault(path, request)
+
+    def render(self, request):
+        return self.root.render(request)
+
+
 def metrics_resource(context) -> MetricsResource:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(TrackerCollector(context))
+    # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)  # python_info{implementation,version}
     return MetricsResource(registry=registry)

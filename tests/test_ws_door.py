@@ -1,0 +1,475 @@
+"""The WebSocket door (tracker/ws/door.py) with StringTransport: announces,
+offers forwarded to other browsers, answers relayed only to the offerer that
+was answered, scrape, a closed socket leaving its swarms, shared swarms with
+the other doors, access rules, limits, ping and the slow reader."""
+import json
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection, BytesMessage, CloseConnection, Message, Ping, RejectConnection, RejectData,
+    Request, TextMessage,
+)
+
+from tracker.core import AnnounceRequest, TrackerCore
+from tracker.core.browsers import BrowserPeers
+from tracker.ws.door import WsDoorSettings, WsTrackerFactory
+
+HASH = bytes(range(200, 220))
+HASH2 = b"\x01" * 20
+
+
+def pid(n: int) -> bytes:
+    return b"-WW0105-%012d" % n
+
+
+def binary(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+class Browser:
+    """A browser's socket to the door: a wsproto client over a StringTransport."""
+
+    def __init__(self, factory: WsTrackerFactory, ip: str = "192.0.2.10",
+                 headers=()) -> None:
+        self.protocol = factory.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 50000))
+        self.protocol.makeConnection(self.transport)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.protocol.dataReceived(self.ws.send(Request(host="tracker", target="/announce",
+                                                        extra_headers=list(headers))))
+        self.events = self._read()
+        self.accepted = any(isinstance(e, AcceptConnection) for e in self.events)
+
+    def _read(self):
+        self.ws.receive_data(self.transport.value())
+        self.transport.clear()
+        return list(self.ws.events())
+
+    def send(self, **message) -> None:
+        self.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        self.protocol.dataReceived(self.ws.send(Message(data=text)))
+
+    def announce(self, peer_id: bytes, info_hash: bytes = HASH, **fields) -> None:
+        self.send(action="announce", info_hash=binary(info_hash), peer_id=binary(peer_id),
+                  **fields)
+
+    def received(self):
+        """JSON messages received since the last call."""
+        self.events = self._read()
+        return [json.loads(e.data) for e in self.events if isinstance(e, TextMessage)]
+
+    def close_code(self):
+        codes = [e.code for e in self.events if isinstance(e, CloseConnection)]
+        return codes[0] if codes else None
+
+    def drop(self) -> None:
+        self.transport.loseConnection()
+        self.protocol.connectionLost(None)
+
+
+def offers(*ids: str):
+    return [{"offer": {"type": "offer", "sdp": "sdp-" + i}, "offer_id": i} for i in ids]
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def core():
+    return TrackerCore(rng=random.Random(7))
+
+
+@pytest.fixture
+def door(core, clock):
+    return WsTrackerFactory(core, clock, WsDoorSettings(),
+                            BrowserPeers(core, rng=random.Random(3)))
+
+
+def test_handshake_then_announce_reply(door):
+    browser = Browser(door)
+    assert browser.accepted
+    browser.announce(pid(1), left=10, event="started", numwant=5, offers=[])
+    assert browser.received() == [{"action": "announce", "interval": 120,
+                                   "info_hash": binary(HASH), "complete": 0, "incomplete": 1}]
+    assert door.core.stats.announces == {"ws": 1}
+    assert door.browsers.counts(HASH) == (0, 1)
+
+
+def test_each_offer_goes_to_a_different_browser_with_the_offerer_id(door):
+    browsers = [Browser(door) for _ in range(4)]
+    for n, browser in enumerate(browsers[1:], start=1):
+        browser.announce(pid(n), left=10, event="started")
+        browser.received()
+    browsers[0].announce(pid(0), left=10, event="started", offers=offers("a", "b", "c"))
+    assert browsers[0].received()[0]["incomplete"] == 4
+    forwarded = [b.received() for b in browsers[1:]]
+    assert sorted(len(f) for f in forwarded) == [1, 1, 1]
+    got = sorted(f[0]["offer_id"] for f in forwarded)
+    assert got == ["a", "b", "c"]
+    for messages in forwarded:
+        assert messages[0]["peer_id"] == binary(pid(0))
+        assert messages[0]["info_hash"] == binary(HASH)
+        assert messages[0]["offer"] == {"type": "offer", "sdp": "sdp-" + messages[0]["offer_id"]}
+    assert door.stats.offers_relayed == 3
+
+
+def test_more_offers_than_peers_sends_one_each_and_never_to_the_offerer(door):
+    a, b = Browser(door), Browser(door)
+    b.announce(pid(2), left=10)
+    b.received()
+    a.announce(pid(1), left=10, offers=offers("x", "y", "z"))
+    assert len(a.received()) == 1       # its reply, no offer of its own
+    assert len(b.received()) == 1       # one of the three
+
+
+def test_a_seeders_offers_go_to_leechers_only(door):
+    seeder, other_seeder, leecher = Browser(door), Browser(door), Browser(door)
+    other_seeder.announce(pid(2), left=0)
+    leecher.announce(pid(3), left=5)
+    other_seeder.received(), leecher.received()
+    seeder.announce(pid(1), left=0, offers=offers("a", "b"))
+    assert other_seeder.received() == []
+    assert [m["offer_id"] for m in leecher.received()] in (["a"], ["b"])
+
+
+def offer_and_answer(door):
+    offerer, answerer = Browser(door), Browser(door)
+    answerer.announce(pid(2), left=10)
+    answerer.received()
+    offerer.announce(pid(1), left=10, offers=offers("o1"))
+    offerer.received()
+    assert answerer.received()[0]["offer_id"] == "o1"
+    return offerer, answerer
+
+
+def test_answer_is_relayed_to_the_offerer(door):
+    offerer, answerer = offer_and_answer(door)
+    answerer.announce(pid(2), answer={"type": "answer", "sdp": "ans"}, to_peer_id=binary(pid(1)),
+                      offer_id="o1")
+    assert answerer.received() == []    # no reply to an answer, as the reference server
+    assert offerer.received() == [{"action": "announce", "answer": {"type": "answer", "sdp": "ans"},
+                                   "offer_id": "o1", "peer_id": binary(pid(2)),
+                                   "info_hash": binary(HASH)}]
+    assert door.stats.answers_relayed == 1
+
+
+@pytest.mark.parametrize("change", ["offer_id", "to_peer_id", "info_hash", "twice", "stranger"])
+def test_an_answer_to_an_offer_not_sent_to_that_peer_is_refused(door, change):
+    offerer, answerer = offer_and_answer(door)
+    fields = dict(answer={"type": "answer"}, to_peer_id=binary(pid(1)), offer_id="o1")
+    sender, info_hash, peer_id = answerer, HASH, pid(2)
+    if change == "offer_id":
+        fields["offer_id"] = "o2"
+    elif change == "to_peer_id":
+        fields["to_peer_id"] = binary(pid(9))
+    elif change == "info_hash":
+        info_hash = HASH2
+    elif change == "twice":
+        answerer.announce(pid(2), **fields)
+        assert len(offerer.received()) == 1
+    else:  # another browser, which never got the offer, answers in pid(2)'s name
+        sender, peer_id = Browser(door), pid(2)
+    sender.announce(peer_id, info_hash, **fields)
+    reply = sender.received()
+    assert [m.get("failure reason") for m in reply] == [
+        "no offer with this offer_id was sent to this peer_id from to_peer_id"]
+    assert offerer.received() == []
+    assert door.core.stats.failures["ws_unexpected_answer"] == 1
+
+
+def test_an_answer_after_the_offerer_left_is_refused(door):
+    offerer, answerer = offer_and_answer(door)
+    offerer.drop()
+    answerer.announce(pid(2), answer={"type": "answer"}, to_peer_id=binary(pid(1)), offer_id="o1")
+    assert answerer.received()[0]["failure reason"] == "the peer that made this offer has left"
+
+
+def test_the_table_of_offers_awaiting_an_answer_is_bounded(core, clock):
+    door = WsTrackerFactory(core, clock, WsDoorSettings(max_pending_offers=2))
+    answerer = Browser(door)
+    answerer.announce(pid(2), left=10)
+    offerer = Browser(door)
+    for n in range(3):
+        offerer.announce(pid(1), left=10, offers=offers("o%d" % n))
+    assert len(answerer.received()) == 4
+    answerer.announce(pid(2), answer={}, to_peer_id=binary(pid(1)), offer_id="o0")
+    assert "failure reason" in answerer.received()[0]     # the oldest was forgotten
+    answerer.announce(pid(2), answer={}, to_peer_id=binary(pid(1)), offer_id="o2")
+    assert answerer.received() == []
+    assert offerer.received()[-1]["answer"] == {}
+
+
+def test_scrape_one_and_many(door):
+    a, b = Browser(door), Browser(door)
+    a.announce(pid(1), left=0)
+    b.announce(pid(2), left=3, event="completed")
+    b.announce(pid(2), left=0, event="completed")
+    a.received()
+    a.send(action="scrape", info_hash=binary(HASH))
+    assert a.received()[0]["files"] == {binary(HASH): {"complete": 2, "incomplete": 0,
+                                                       "downloaded": 1}}
+    a.send(action="scrape", info_hash=[binary(HASH), binary(HASH2)])
+    files = a.received()[0]["files"]
+    assert files[binary(HASH2)] == {"complete": 0, "incomplete": 0, "downloaded": 0}
+    assert door.core.stats.scrapes == {"ws": 2}
+
+
+def test_stop_leaves_the_swarm_and_a_closed_socket_leaves_all_at_once(door):
+    a, b = Browser(door), Browser(door)
+    a.announce(pid(1), HASH, left=1)
+    a.announce(pid(1), HASH2, left=1)
+    a.announce(pid(7), HASH2, left=0)        # a second client of the same page
+    b.announce(pid(2), HASH, left=1)
+    assert door.browsers.peer_count == 4
+    b.announce(pid(2), HASH, event="stopped")
+    assert b.received()[-1]["incomplete"] == 1
+    assert door.browsers.counts(HASH) == (0, 1)
+    a.drop()
+    assert door.browsers.peer_count == 0 and door.browsers.swarms == {}
+    assert [s.peer_id for s in door.sessions.sessions()] == [pid(2)]  # b is still open
+    b.drop()
+    assert len(door.sessions) == 0
+
+
+def test_a_peer_id_is_bound_to_its_socket(door):
+    a, b = Browser(door), Browser(door)
+    a.announce(pid(1), left=1)
+    b.announce(pid(1), left=1)
+    assert b.received()[0]["failure reason"] == "this peer_id is in use on another connection"
+    assert door.browsers.peer_count == 1
+    a.drop()
+    b.announce(pid(1), left=1)
+    assert "failure reason" not in b.received()[-1]
+
+
+def test_bad_json_gets_a_failure_reason_and_changes_nothing(door):
+    browser = Browser(door)
+    browser.send_text("{nope")
+    browser.announce(b"short", left=1)
+    replies = browser.received()
+    assert [r["failure reason"] for r in replies] == ["message is not JSON",
+                                                      "invalid peer_id: 20 characters, each 0-255"]
+    assert door.browsers.peer_count == 0 and door.core.stats.announces == {}
+
+
+def test_swarms_per_socket_and_peer_ids_per_socket(core, clock):
+    door = WsTrackerFactory(core, clock, WsDoorSettings(max_swarms=2, max_peer_ids=2))
+    browser = Browser(door)
+    browser.announce(pid(1), bytes([1]) * 20, left=1)
+    browser.announce(pid(2), bytes([2]) * 20, left=1)
+    browser.announce(pid(1), bytes([3]) * 20, left=1)
+    browser.announce(pid(3), bytes([4]) * 20, left=1)
+    replies = browser.received()
+    assert replies[2]["failure reason"] == "at most 2 swarms per connection"
+    assert replies[3]["failure reason"] == "at most 2 peer ids per connection"
+    assert door.browsers.peer_count == 2
+    browser.announce(pid(1), bytes([1]) * 20, event="stopped")
+    browser.announce(pid(1), bytes([3]) * 20, left=1)
+    assert "failure reason" not in browser.received()[-1]
+
+
+def test_a_message_too_big_closes_with_1009(core, clock):
+    door = WsTrackerFactory(core, clock, WsDoorSettings(max_message=100))
+    browser = Browser(door)
+    browser.announce(pid(1), left=1, offers=offers("x" * 60))
+    browser.received()
+    assert browser.close_code() == 1009
+    assert browser.transport.disconnecting
+    assert door.browsers.peer_count == 0
+    assert core.stats.failures == {"ws_message_too_big": 1}
+
+
+def test_a_binary_message_closes_with_1003(door):
+    browser = Browser(door)
+    browser.protocol.dataReceived(browser.ws.send(BytesMessage(data=b"\x00\x01")))
+    browser.received()
+    assert browser.close_code() == 1003
+
+
+def test_not_websocket_gets_http_400_with_a_hint(door):
+    protocol = door.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /announce?info_hash=x HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 400")
+    assert b"use a ws:// or wss:// announce URL" in transport.value()
+    assert transport.disconnecting
+
+
+def test_close_from_the_browser_is_answered_and_leaves_swarms(door):
+    browser = Browser(door)
+    browser.announce(pid(1), left=1)
+    browser.protocol.dataReceived(browser.ws.send(CloseConnection(code=1000)))
+    browser.received()
+    assert browser.close_code() == 1000
+    assert browser.transport.disconnecting
+    browser.protocol.connectionLost(None)
+    assert door.browsers.peer_count == 0
+
+
+def test_silence_brings_a_ping_then_a_close(door, clock):
+    browser = Browser(door)
+    clock.advance(151)
+    door.tick()
+    browser.received()
+    assert any(isinstance(e, Ping) for e in browser.events)
+    clock.advance(150)
+    door.tick()
+    browser.received()
+    assert browser.close_code() == 1001
+
+
+def test_a_pong_keeps_the_socket(door, clock):
+    browser = Browser(door)
+    clock.advance(151)
+    door.tick()
+    browser.received()
+    ping = [e for e in browser.events if isinstance(e, Ping)][0]
+    browser.protocol.dataReceived(browser.ws.send(ping.response()))
+    clock.advance(200)
+    door.tick()
+    browser.received()
+    assert browser.close_code() is None and not browser.transport.disconnecting
+
+
+def test_a_socket_that_reads_nothing_gets_no_offers_and_is_cut_off(door, clock):
+    slow, offerer = Browser(door), Browser(door)
+    slow.announce(pid(2), left=1)
+    slow.received()
+    slow.protocol.pauseProducing()               # its send buffer is full
+    assert slow.transport.producerState == "paused"
+    offerer.announce(pid(1), left=1, offers=offers("o"))
+    assert slow.transport.value() == b""
+    assert door.stats.offers_dropped == 1
+    clock.advance(300)
+    door.tick()
+    assert slow.transport.disconnecting and door.stats.cut_off == 1
+    assert door.core.stats.failures == {"ws_slow_reader": 1}
+
+
+def test_handshake_must_come_in_time(door, clock):
+    protocol = door.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    clock.advance(10)
+    door.tick()
+    assert transport.disconnecting
+
+
+def test_client_address_from_a_trusted_proxy(core, clock):
+    import ipaddress
+    door = WsTrackerFactory(core, clock, WsDoorSettings(
+        trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),)))
+    behind = Browser(door, ip="10.1.2.3", headers=[(b"X-Forwarded-For", b"198.51.100.7, 10.9.9.9")])
+    behind.announce(pid(1), left=1)
+    assert door.sessions.by_peer_id(pid(1)).ip == "198.51.100.7"
+    direct = Browser(door, ip="203.0.113.5", headers=[(b"X-Forwarded-For", b"198.51.100.7")])
+    direct.announce(pid(2), left=1)
+    assert door.sessions.by_peer_id(pid(2)).ip == "203.0.113.5"
+    unreadable = Browser(door, ip="10.1.2.3", headers=[(b"X-Forwarded-For", b"not-an-ip")])
+    assert not unreadable.accepted and unreadable.transport.disconnecting
+
+
+# -- shared swarms ----------------------------------------------------------------------------
+
+def test_access_rules_apply(door, core):
+    browser = Browser(door)
+    core.access.add("deny", HASH)
+    browser.announce(pid(1), left=1)
+    core.access.ban("192.0.2.0/24")
+    browser.announce(pid(1), HASH2, left=1)
+    assert [r["failure reason"] for r in browser.received()] == [
+        "this content is not tracked here", "your address is banned from this tracker"]
+    assert door.browsers.peer_count == 0
+
+
+def test_browsers_count_for_ip_peers_but_are_never_handed_to_them(door, core):
+    browser = Browser(door)
+    browser.announce(pid(1), left=0)
+    result = core.announce(AnnounceRequest(HASH, b"-qB0000-000000000001", "198.51.100.1", 6881,
+                                           left=5), 0.0)
+    assert result.peers == b""
+    complete, incomplete = door.counts(HASH)
+    assert (complete, incomplete) == (1, 1)
+    browser.received()
+    # An IP:port peer counts for a browser, but is not handed to it either.
+    browser.announce(pid(1), left=0, offers=offers("o"))
+    assert browser.received() == [{"action": "announce", "interval": 120,
+                                   "info_hash": binary(HASH), "complete": 1, "incomplete": 1}]
+
+
+class Watcher:
+    def __init__(self):
+        self.events = []
+
+    def swarm_changed(self, info_hash, peer, joined):
+        self.events.append((info_hash, peer.peer_id, peer.door, peer.seeder, joined))
+
+
+def test_swarm_watchers_see_browsers_join_and_leave(door, core):
+    watcher = Watcher()
+    core.watch(HASH, watcher)
+    browser = Browser(door)
+    browser.announce(pid(1), left=0)
+    browser.drop()
+    assert watcher.events == [(HASH, pid(1), "ws", True, True), (HASH, pid(1), "ws", True, False)]
+
+
+# -- property: the relay's invariants ---------------------------------------------------------
+
+steps = st.lists(st.tuples(st.sampled_from(["announce", "offer", "answer", "stop", "drop"]),
+                           st.integers(0, 4), st.integers(0, 1), st.booleans()), max_size=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=steps)
+def test_relay_invariants(steps):
+    """Whatever browsers do: counts match the sockets' entries, an offer never
+    goes to its offerer, an answer reaches only the offerer it names, and
+    every answer relayed answers an offer forwarded to the one answering."""
+    core = TrackerCore(rng=random.Random(1))
+    door = WsTrackerFactory(core, Clock(), WsDoorSettings(), BrowserPeers(core, random.Random(2)))
+    browsers = {n: Browser(door) for n in range(5)}
+    forwarded = set()   # (to peer, offer id, from peer)
+    for action, n, swarm, seeder in steps:
+        info_hash, me = (HASH, HASH2)[swarm], pid(n)
+        if action == "drop":
+            browsers[n].drop()
+            browsers[n] = Browser(door)
+        elif action == "stop":
+            browsers[n].announce(me, info_hash, event="stopped")
+        elif action in ("announce", "offer"):
+            offer_ids = ["%d-%d" % (n, len(forwarded) + i) for i in range(2)]
+            browsers[n].announce(me, info_hash, left=0 if seeder else 1,
+                                 offers=offers(*offer_ids) if action == "offer" else [])
+        else:
+            for to, offer_id, sender in sorted(forwarded):
+                if to == me:
+                    browsers[n].announce(me, info_hash, answer={"a": offer_id},
+                                         to_peer_id=binary(sender), offer_id=offer_id)
+                    break
+        for m, browser in browsers.items():
+            for message in browser.received():
+                if "offer" in message:
+                    assert message["peer_id"] != binary(pid(m))
+                    forwarded.add((pid(m), message["offer_id"], message["peer_id"].encode("latin-1")))
+                if "answer" in message:
+                    offer_id = message["offer_id"]
+                    assert offer_id.startswith("%d-" % m)
+                    assert (message["peer_id"].encode("latin-1"), offer_id, pid(m)) in forwarded
+    held = sum(len(s.entries) for b in browsers.values() for s in b.protocol.sessions.values())
+    assert door.browsers.peer_count == held
+    for info_hash in (HASH, HASH2):
+        seeders, leechers = door.browsers.counts(info_hash)
+        swarm = door.browsers.swarms.get(info_hash)
+        assert seeders + leechers == (len(swarm) if swarm else 0)
