@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from tracker.admin.api import AdminContext, AdminRoot
 from tracker.admin.guard import HostRule, redacting_log_formatter
-from tracker.admin.metrics import metrics_resource
+from tracker.admin.metrics import WithLiveness, metrics_resource
 from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.doors.connection_ids import ConnectionIds
@@ -209,7 +209,13 @@ def makeService(config: Options, reactor=None) -> TrackerService:
                                top.line_sessions, top.totals,
                                host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
         context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
-        site = Site(AdminRoot(context, metrics_resource(context), StatusPage()),
+        # Every configured door's series from the start; latencies where a door records them.
+        context.doors = tuple(door for door in ("http", "udp", "line", "ws") if config[door])
+        context.door_factories = {door: factory for door, factory in (
+            ("http", top.http_factory), ("line", top.line_factory), ("ws", top.ws_factory))
+            if factory is not None}
+        # /healthz answers before the token and Host checks (a load balancer's probe).
+        site = Site(WithLiveness(AdminRoot(context, metrics_resource(context), StatusPage())),
                     logFormatter=redacting_log_formatter)
         site.noisy = False
         _listen(top, reactor, "admin", config["admin"], site)
