@@ -162,16 +162,31 @@ def test_a_removed_file_is_detected_and_the_whole_state_written_again(tmp_path):
             yield persistence.flush()
             remove_database(db)
             core.announce(announce_request(swarm=9, peer=9, port=1009), reactor.seconds())
-            yield persistence.flush()  # finds the file gone
-            assert persistence.stats.file_lost == 1 and "removed or replaced" in persistence.stats.problem
-            yield persistence.flush()  # a new file, with everything
-            assert persistence.stats.problem is None
+            yield persistence.flush()  # finds the file gone, makes a new one, writes everything
+            assert persistence.stats.file_lost == 1 and persistence.stats.problem is None
     finally:
         yield service.stopService()
     errors = [line for line in log.lines if "removed or replaced" in line]
     assert len(errors) == 1 and str(db) in errors[0]
     reader = StoreReader.open(str(db))
     assert reader.peer_totals() == (4, 4, 0)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_removed_file_is_noticed_with_nothing_new_to_write(tmp_path):
+    db = tmp_path / "t.sqlite3"
+    service = makeService(tracker_config(db), reactor)
+    service.startService()
+    persistence = service.persistence
+    try:
+        service.core.announce(announce_request(), reactor.seconds())
+        yield persistence.flush()
+        remove_database(db)
+        yield persistence.flush()  # an idle interval
+        assert persistence.stats.file_lost == 1
+    finally:
+        yield service.stopService()
+    assert StoreReader.open(str(db)).peer_totals() == (1, 1, 0)
 
 
 @pytest_twisted.inlineCallbacks

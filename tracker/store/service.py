@@ -168,6 +168,11 @@ class PersistenceService(Service):
         """Write what changed since the last flush, on the store thread."""
         if self._flushing is not None:
             return self._flushing
+        # Checked every interval, not only when there is something to write:
+        # the state already written would be lost with the file.
+        if not self._file_lost and self.store.file_is_lost():
+            self._lost("the database file %s was removed or replaced while the tracker ran"
+                       % self.store.path)
         if self._file_lost and not self._make_file_again():
             return succeed(None)
         batch = self.changes.take()

@@ -164,11 +164,14 @@ class SQLiteStore:
             return (-1, -1)
         return (st.st_dev, st.st_ino)
 
+    def file_is_lost(self) -> bool:
+        """True if `path` is no longer the file this connection writes (deleted,
+        its directory removed, or another file put there): SQLite would go on
+        writing to the unlinked file and lose it all."""
+        return self.identity is not None and self._file_identity() != self.identity
+
     def check_file(self) -> None:
-        """Raise StoreFileLost if `path` is no longer the file this connection
-        writes (deleted, its directory removed, or another file put there):
-        SQLite would go on writing to the unlinked file and lose it all."""
-        if self.identity is not None and self._file_identity() != self.identity:
+        if self.file_is_lost():
             raise StoreFileLost("the database file %s was removed or replaced while the tracker "
                                 "ran" % self.path)
 
