@@ -8,12 +8,13 @@ or, with `--db PATH`, reads a stopped tracker's SQLite file (read-only).
     tracker-admin swarm 8d3f0c2a9b6e4f1d7c5a3b2e1f0d9c8b7a6e5f4d
     tracker-admin nodes | content
     tracker-admin deny add HASH [--note TEXT] | deny remove HASH | deny list
-    tracker-admin allow add|remove|list ...      tracker-admin mode [open|allow]
+    tracker-admin allow add|remove|list ...      tracker-admin mode [open|allow [--yes]]
     tracker-admin ban add 192.0.2.0/24 | ban remove CIDR | ban list
     tracker-admin tokens add NODE [TOKEN] | tokens remove NODE | tokens list
 
-Exit status: 0 done, 1 refused or not found (the tracker said why), 2 usage
-error, tracker unreachable, or database missing. `--json` prints the raw data.
+Exit status: 0 done, 1 refused or not found (the tracker said why, a refused
+token included; `mode allow` without --yes), 2 usage error, tracker unreachable,
+or database missing. `--json` prints the raw data. Flags go before or after the command.
 """
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ class LiveTracker:
                 message = json.loads(e.read()).get("error", e.reason)
             except ValueError:
                 message = e.reason
-            if e.code == 401:
-                raise CliError("the tracker refused the admin token (use --token or $TRACKER_ADMIN_TOKEN)")
+            if e.code == 401:  # refused: 1, as documented (2 is for usage and unreachable)
+                raise CliError("the tracker refused the admin token (use --token or "
+                               "$TRACKER_ADMIN_TOKEN)", EXIT_REFUSED)
             raise CliError("tracker says: %s" % message, EXIT_REFUSED if e.code < 500 else EXIT_ERROR)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -242,10 +244,37 @@ def run(args: argparse.Namespace, tracker) -> int:
             data = tracker.call("DELETE", "tokens", {"node": args.node})
             show(data, args, "node %s: token removed" % data["node"])
     elif command == "mode":
+        if args.mode == "allow" and not args.yes:
+            return preview_allow_mode(args, tracker)
         data = (tracker.call("PUT", "mode", body={"mode": args.mode}) if args.mode
                 else tracker.call("GET", "mode"))
-        show(data, args, "mode %s" % data["mode"])
+        show(data, args, "mode %s%s" % (data["mode"], " (%d peers dropped)" % data["peers_dropped"]
+                                          if data.get("peers_dropped") else ""))
     return EXIT_OK
+
+
+def preview_allow_mode(args: argparse.Namespace, tracker) -> int:
+    """`mode allow` without --yes: how many live peers it would drop; nothing changes.
+    With an empty allow list it would refuse every announce: refused outright."""
+    allowed = tracker.call("GET", "access/allow")["info_hashes"]
+    status = tracker.call("GET", "status")
+    total = status.get("peers", 0)
+    if not allowed:
+        raise CliError("the allow list is empty: mode allow would refuse every announce and drop "
+                       "all %d live peers; add content first (tracker-admin allow add HASH)" % total,
+                       EXIT_REFUSED)
+    kept = 0
+    for info_hash in allowed:
+        try:
+            kept += tracker.call("GET", "swarms/" + info_hash).get("peers", 0)
+        except CliError as e:
+            if e.status != EXIT_REFUSED:  # 404: no swarm for it, nothing kept
+                raise
+    data = {"mode": "allow", "changed": False, "allowed": len(allowed), "peers": total,
+            "would_drop": max(total - kept, 0)}
+    show(data, args, "mode allow would drop %d of %d live peers (%d info hashes allowed); "
+         "nothing changed: run again with --yes" % (data["would_drop"], total, len(allowed)))
+    return EXIT_REFUSED
 
 
 def parser() -> argparse.ArgumentParser:
@@ -283,6 +312,17 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("secret", nargs="?", help="(add) the secret; generated when left out")
     mode = commands.add_parser("mode", help="show or set the access mode")
     mode.add_argument("mode", nargs="?", choices=["open", "allow"])
+    mode.add_argument("--yes", action="store_true",
+                      help="(allow) really switch; without it, say how many live peers it would drop")
+    for command in commands.choices.values():
+        # The same flags after the command too (`tracker-admin status --json`); SUPPRESS:
+        # one not given there leaves the value given before the command.
+        command.add_argument("--admin-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--token", dest="admin_token", default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
+        command.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
     return top
 
 
