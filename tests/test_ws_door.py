@@ -473,3 +473,15 @@ def test_relay_invariants(steps):
         seeders, leechers = door.browsers.counts(info_hash)
         swarm = door.browsers.swarms.get(info_hash)
         assert seeders + leechers == (len(swarm) if swarm else 0)
+
+
+def test_completed_makes_a_seeder_and_unknown_left_keeps_the_state(door):
+    browser = Browser(door)
+    browser.announce(pid(1), event="started")              # left unknown: a leecher
+    assert door.browsers.counts(HASH) == (0, 1)
+    browser.announce(pid(1), event="completed")            # as the client sends it: no left
+    assert door.browsers.counts(HASH) == (1, 0)
+    browser.announce(pid(1))                               # an update that does not say
+    assert door.browsers.counts(HASH) == (1, 0)
+    browser.announce(pid(1), left=100)
+    assert door.browsers.counts(HASH) == (0, 1)

@@ -284,6 +284,17 @@ class WsTrackerProtocol(Protocol):
         self.transport.abortConnection()
 
 
+def _left(request: Announce, session: Session) -> int:
+    """0 for a seeder, 1 for a leecher. As in the reference server, `completed`
+    makes a seeder whatever `left` says, and an announce that does not say
+    (`left` null: a magnet link's client) leaves a known peer as it was."""
+    if request.left == 0 or request.event == EVENT_COMPLETED:
+        return 0
+    if request.left is None:
+        return session.entries.get(request.info_hash, 1)
+    return 1
+
+
 def forwarded_client(value: bytes, proxies) -> Optional[str]:
     """The client's address from X-Forwarded-For (the nearest address that is
     not one of our proxies) or X-Real-IP; None if unreadable."""
@@ -381,7 +392,7 @@ class WsTrackerFactory(TimedConnections, Factory):
                 raise WsError("ws_swarm_cap", "at most %d swarms per connection"
                               % self.settings.max_swarms, ANNOUNCE, info_hash)
             new = info_hash not in session.entries
-            self.sessions.set_entry(session, info_hash, 0 if request.left == 0 else 1,
+            self.sessions.set_entry(session, info_hash, _left(request, session),
                                     completed=request.event == EVENT_COMPLETED)
             connection.entries += new
         complete, incomplete = self.counts(info_hash)
