@@ -105,10 +105,10 @@ class UDPClient:
         return connection_id
 
     def announce_packet(self, connection_id, swarm=1, peer=1, left=100, event=0, port=6881,
-                        numwant=-1, ip=0, uploaded=0, downloaded=0, options=b""):
+                        numwant=-1, ip=0, uploaded=0, downloaded=0, options=b"", key=0):
         self.tid += 1
         return struct.pack(">8sII20s20sQQQIIIiH", connection_id, 1, self.tid, info_hash(swarm),
-                           peer_id(peer), downloaded, left, uploaded, event, ip, 0, numwant,
+                           peer_id(peer), downloaded, left, uploaded, event, ip, key, numwant,
                            port) + options
 
     def announce(self, **kwargs):

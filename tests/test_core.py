@@ -130,12 +130,79 @@ def test_peer_moves_from_leecher_to_seeder():
 
 def test_reannounce_updates_address_and_counters():
     core = make_core()
-    core.announce(announce_request(peer=1, ip="10.0.0.1", port=1000), 0.0)
-    core.announce(announce_request(peer=1, ip="10.0.0.2", port=2000, uploaded=5, downloaded=7), 3.0)
+    core.announce(announce_request(peer=1, ip="10.0.0.1", port=1000, key=77), 0.0)
+    core.announce(announce_request(peer=1, ip="10.0.0.2", port=2000, uploaded=5, downloaded=7,
+                                   key=77), 3.0)
     peer = core.swarms[info_hash(1)].get(peer_id(1))
     assert (peer.ip, peer.port, peer.last_seen) == ("10.0.0.2", 2000, 3.0)
     assert peer.compact == bytes([10, 0, 0, 2]) + (2000).to_bytes(2, "big")
     assert core.peer_count == 1
+
+
+# -- who may change an entry ----------------------------------------------------------
+
+
+def refused_as_not_owner(core, request, now=5.0):
+    before = [(v.peer_id, v.compact, v.seeder, v.last_seen)
+              for s in core.swarms.values() for v in s.views()]
+    announces = dict(core.stats.announces)
+    with pytest.raises(TrackerError) as refused:
+        core.announce(request, now)
+    assert refused.value.code == "peer_not_owner"
+    assert [(v.peer_id, v.compact, v.seeder, v.last_seen)
+            for s in core.swarms.values() for v in s.views()] == before
+    assert core.stats.announces == announces
+
+
+@pytest.mark.parametrize("stranger", ["127.0.0.2", "::1"])
+def test_a_stop_or_a_repoint_from_another_address_is_refused(stranger):
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="127.0.0.1", port=6881, key=1234), 0.0)
+    refused_as_not_owner(core, announce_request(peer=1, ip=stranger, event=EVENT_STOPPED))
+    refused_as_not_owner(core, announce_request(peer=1, ip=stranger, port=9999))
+    refused_as_not_owner(core, announce_request(peer=1, ip=stranger, port=9999, key=4321))
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "127.0.0.1"
+
+
+def test_an_entry_without_a_key_is_bound_to_its_address():
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="127.0.0.1"), 0.0)
+    refused_as_not_owner(core, announce_request(peer=1, ip="127.0.0.2", key=99))
+    refused_as_not_owner(core, announce_request(peer=1, ip="127.0.0.2"))
+
+
+def test_the_owner_may_change_port_state_and_key_from_its_address():
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="127.0.0.1", port=1000, key=5), 0.0)
+    core.announce(announce_request(peer=1, ip="127.0.0.1", port=2000, left=0, key=6), 1.0)
+    peer = core.swarms[info_hash(1)].get(peer_id(1))
+    assert (peer.port, peer.seeder) == (2000, True)
+    refused_as_not_owner(core, announce_request(peer=1, ip="127.0.0.2", key=5))
+    core.announce(announce_request(peer=1, ip="127.0.0.2", key=6), 2.0)  # the newest key
+    core.announce(announce_request(peer=1, ip="127.0.0.2", event=EVENT_STOPPED), 3.0)
+    assert core.peer_count == 0
+
+
+@pytest.mark.parametrize("moved_to", ["127.0.0.2", "::1"])
+def test_a_client_whose_address_changed_keeps_its_entry_with_its_key(moved_to):
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="127.0.0.1", key=0xDEADBEEF), 0.0)
+    core.announce(announce_request(peer=2, ip="127.0.0.9"), 0.0)
+    result = core.announce(announce_request(peer=1, ip=moved_to, key=0xDEADBEEF), 1.0)
+    assert (result.incomplete, core.peer_count) == (2, 2)
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == moved_to
+    # Bound to the new address now: the old one is a stranger.
+    refused_as_not_owner(core, announce_request(peer=1, ip="127.0.0.1", event=EVENT_STOPPED))
+    core.announce(announce_request(peer=1, ip=moved_to, event=EVENT_STOPPED), 2.0)
+    assert core.peer_count == 1
+
+
+def test_cdn_node_entries_follow_their_node_whatever_its_address():
+    core = make_core()
+    core.announce(announce_request(peer=1, ip="10.0.0.1", door="line"), 0.0)
+    refused_as_not_owner(core, announce_request(peer=1, ip="10.0.0.2", door="http"))
+    core.announce(announce_request(peer=1, ip="10.0.0.2", door="line"), 1.0)
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.2"
 
 
 def test_ipv6_peer_has_an_18_byte_compact_form():

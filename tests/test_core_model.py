@@ -1,6 +1,7 @@
 """The core against a plain model: a rule-based state machine (hypothesis) drives
 `TrackerCore.announce`, `scrape` and `expire` with any mix of joins, stops,
-completions, seeder/leecher flips and IPv4 <-> IPv6 moves, and checks every
+completions, seeder/leecher flips, IPv4 <-> IPv6 moves and announces from
+strangers (another address, with or without the owner's key), and checks every
 answer against dicts that hold the same swarms the obvious way."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from helpers import info_hash, peer_id
 from tracker.core import (
     EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED, AnnounceRequest, TrackerCore,
-    TrackerSettings,
+    TrackerError, TrackerSettings,
 )
 
 TTL_S = 100
@@ -22,8 +23,17 @@ SWARMS = 3
 PEERS = 8
 
 
-def address(peer: int, family: int) -> str:
-    return "10.0.0.%d" % (peer + 1) if family == 4 else "2001:db8::%x" % (peer + 1)
+def address(peer: int, where: str) -> str:
+    """The peer's own IPv4 or IPv6 address, or one that several peers share."""
+    if where == "v4":
+        return "10.0.0.%d" % (peer + 1)
+    if where == "v6":
+        return "2001:db8::%x" % (peer + 1)
+    return "127.0.0.99"
+
+
+def key_of(peer: int, choice: str) -> int:
+    return {"own": peer + 1, "none": 0, "wrong": 999}[choice]
 
 
 def compact(ip: str, port: int) -> bytes:
@@ -34,12 +44,15 @@ def compact(ip: str, port: int) -> bytes:
 class Peer:
     """What the model knows of one peer in one swarm."""
 
-    def __init__(self, ip: str, port: int, seeder: bool, seen: float) -> None:
-        self.ip, self.port, self.seeder, self.seen = ip, port, seeder, seen
+    def __init__(self, ip: str, port: int, seeder: bool, seen: float, key: int) -> None:
+        self.ip, self.port, self.seeder, self.seen, self.key = ip, port, seeder, seen, key
 
     @property
     def compact(self) -> bytes:
         return compact(self.ip, self.port)
+
+    def owned_by(self, ip: str, key: int) -> bool:
+        return ip == self.ip or (key != 0 and key == self.key)
 
 
 class CoreModel(RuleBasedStateMachine):
@@ -52,25 +65,39 @@ class CoreModel(RuleBasedStateMachine):
         # swarm number -> {peer number: Peer}; a swarm is here while the core keeps it.
         self.swarms = {}
         self.completed = {}  # swarm number -> set of peer numbers that completed
+        self.result = None
 
     # -- rules -----------------------------------------------------------------------
 
+    def refused(self, request) -> bool:
+        """Send `request`; True if the core refused it as not from the entry's owner."""
+        try:
+            self.result = self.core.announce(request, self.now)
+        except TrackerError as error:
+            assert error.code == "peer_not_owner"
+            return True
+        return False
+
     @rule(swarm=st.integers(0, SWARMS - 1), peer=st.integers(0, PEERS - 1),
-          family=st.sampled_from([4, 6]), port=st.sampled_from([6881, 6882]),
-          seeder=st.booleans(),
+          where=st.sampled_from(["v4", "v6", "shared"]), port=st.integers(0, 1),
+          key=st.sampled_from(["own", "none", "wrong"]), seeder=st.booleans(),
           event=st.sampled_from([EVENT_NONE, EVENT_STARTED, EVENT_COMPLETED]),
           numwant=st.one_of(st.none(), st.integers(0, 10)),
           wanted_family=st.sampled_from([0, 4, 6]), compact_reply=st.booleans())
-    def announce(self, swarm, peer, family, port, seeder, event, numwant, wanted_family,
+    def announce(self, swarm, peer, where, port, key, seeder, event, numwant, wanted_family,
                  compact_reply):
-        ip = address(peer, family)
+        ip, port, key = address(peer, where), 6000 + 2 * peer + port, key_of(peer, key)
         request = AnnounceRequest(info_hash(swarm), peer_id(peer), ip, port,
                                   left=0 if seeder else 100, event=event, numwant=numwant,
-                                  family=wanted_family, compact=compact_reply)
-        result = self.core.announce(request, self.now)
-
+                                  family=wanted_family, compact=compact_reply, key=key)
+        known = self.swarms.get(swarm, {}).get(peer)
+        refused = self.refused(request)
+        assert refused == (known is not None and not known.owned_by(ip, key))
+        if refused:
+            return
+        result = self.result
         peers = self.swarms.setdefault(swarm, {})
-        peers[peer] = Peer(ip, port, seeder, self.now)
+        peers[peer] = Peer(ip, port, seeder, self.now, key or (known.key if known else 0))
         if event == EVENT_COMPLETED:
             self.completed.setdefault(swarm, set()).add(peer)
         self.check_counts(swarm, result)
@@ -88,12 +115,19 @@ class CoreModel(RuleBasedStateMachine):
         assert set(chosen) <= set(eligible)
 
     @rule(swarm=st.integers(0, SWARMS - 1), peer=st.integers(0, PEERS - 1),
-          family=st.sampled_from([4, 6]))
-    def stop(self, swarm, peer, family):
-        request = AnnounceRequest(info_hash(swarm), peer_id(peer), address(peer, family), 6881,
-                                  event=EVENT_STOPPED)
-        result = self.core.announce(request, self.now)
+          where=st.sampled_from(["v4", "v6", "shared"]),
+          key=st.sampled_from(["own", "none", "wrong"]))
+    def stop(self, swarm, peer, where, key):
+        ip, key = address(peer, where), key_of(peer, key)
+        request = AnnounceRequest(info_hash(swarm), peer_id(peer), ip, 6881,
+                                  event=EVENT_STOPPED, key=key)
+        known = self.swarms.get(swarm, {}).get(peer)
+        refused = self.refused(request)
+        assert refused == (known is not None and not known.owned_by(ip, key))
+        if refused:
+            return
         self.swarms.get(swarm, {}).pop(peer, None)
+        result = self.result
         assert (result.peers, result.peers6, result.peer_list) == (b"", b"", None)
         self.check_counts(swarm, result)
 

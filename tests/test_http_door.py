@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from clients import Client, announce_target, q
 from helpers import bdecode, info_hash, peer_id
 from tracker.core import TrackerCore, TrackerSettings
-from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
+from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory, owner_key
 
 
 @pytest.fixture
@@ -119,6 +119,50 @@ def test_stopped_event_removes_the_peer(factory, core):
     assert core.peer_count == 1
     client.announce(event="stopped")
     assert core.peer_count == 0
+
+
+@pytest.mark.parametrize("stranger,ipv6", [("127.0.0.2", False), ("::1", True)])
+def test_a_stop_or_repoint_from_another_address_is_refused_and_counted(factory, core,
+                                                                       stranger, ipv6):
+    Client(factory, "127.0.0.1").announce(event="started", port=6881, key="1a2b3c4d")
+    attacker = Client(factory, stranger, ipv6=ipv6)
+    for params in ({"event": "stopped"}, {"port": 7777}, {"port": 7777, "key": "00000001"}):
+        reply = attacker.announce(**params)
+        assert reply[b"failure reason"].startswith(b"this peer id is announced from another")
+    assert core.stats.failures["peer_not_owner"] == 3
+    (peer,) = core.swarms[info_hash(1)].views()
+    assert (peer.ip, peer.port) == ("127.0.0.1", 6881)
+
+
+def test_a_client_that_moves_keeps_its_entry_with_its_key(factory, core):
+    Client(factory, "127.0.0.1").announce(event="started", key="1A2B3C4D")
+    reply = Client(factory, "127.0.0.2").announce(port=7000, key="1a2b3c4d")
+    assert reply[b"incomplete"] == 1 and b"failure reason" not in reply
+    (peer,) = core.swarms[info_hash(1)].views()
+    assert (peer.ip, peer.port) == ("127.0.0.2", 7000)
+    assert b"failure reason" in Client(factory, "127.0.0.1").announce(event="stopped")
+    Client(factory, "127.0.0.2").announce(event="stopped")
+    assert core.peer_count == 0
+
+
+def test_without_a_key_an_entry_is_bound_to_its_address(factory, core):
+    Client(factory, "127.0.0.1").announce(event="started")
+    assert b"failure reason" in Client(factory, "127.0.0.2").announce(key="1a2b3c4d")
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize("raw,key", [
+    (b"1a2b3c4d", 0x1A2B3C4D), (b"1A2B3C4D", 0x1A2B3C4D), (b"ff", 0xFF), (b"", 0),
+    (b"00000000", 0),
+])
+def test_owner_key_reads_hex_as_its_number(raw, key):
+    assert owner_key(raw) == key
+
+
+def test_owner_key_hashes_any_other_text_to_32_bits():
+    assert owner_key(b"not hex at all") == owner_key(b"not hex at all")
+    assert owner_key(b"not hex at all") != owner_key(b"not hex at all!")
+    assert 0 <= owner_key(b"123456789") < 2 ** 32
 
 
 def test_completed_event_counts_in_scrape(factory):

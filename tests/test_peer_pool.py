@@ -152,7 +152,8 @@ def test_http_gets_both_families_in_proportion_and_udp_only_its_own():
 
 def test_a_peer_that_changes_family_is_moved_not_doubled():
     core = core_with([(1, "10.0.0.1"), (2, "10.0.0.2")])
-    core.announce(announce_request(peer=1, ip="2001:db8::1", port=7001), 1.0)
+    core.announce(announce_request(peer=1, ip="10.0.0.1", port=7001, key=11), 1.0)
+    core.announce(announce_request(peer=1, ip="2001:db8::1", port=7001, key=11), 1.0)
     swarm = core.swarms[info_hash(1)]
     assert (len(swarm.v4), len(swarm.v6), core.peer_count, len(swarm)) == (1, 1, 2, 2)
     assert swarm.get(peer_id(1)).ip == "2001:db8::1"

@@ -293,6 +293,40 @@ def test_max_age_below_bep15_minimum_is_refused():
         ConnectionIds(Clock(), max_age_s=60)
 
 
+# -- who may change an entry ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stranger", ["127.0.0.2", "::1"])
+def test_a_stop_or_repoint_from_another_address_is_refused_and_counted(door, transport, core,
+                                                                       stranger):
+    owner = UDPClient(door, transport, ("127.0.0.1", 40000))
+    assert "error" not in owner.announce(event=2, key=0xCAFE)
+    attacker = UDPClient(door, transport, (stranger, 40001))
+    for fields in ({"event": 3}, {"port": 7777}, {"port": 7777, "key": 0xBEEF}):
+        reply = attacker.announce(**fields)
+        assert reply["error"].startswith("this peer id is announced from another address")
+    assert core.stats.failures["peer_not_owner"] == 3
+    (peer,) = core.swarms[info_hash(1)].views()
+    assert (peer.ip, peer.port) == ("127.0.0.1", 6881)
+
+
+def test_a_client_that_moves_keeps_its_entry_with_its_key(door, transport, core):
+    assert "error" not in UDPClient(door, transport, ("127.0.0.1", 40000)).announce(key=0xCAFE)
+    moved = UDPClient(door, transport, ("127.0.0.2", 40000))
+    assert moved.announce(port=7000, key=0xCAFE)["leechers"] == 1
+    (peer,) = core.swarms[info_hash(1)].views()
+    assert (peer.ip, peer.port) == ("127.0.0.2", 7000)
+    assert "error" not in moved.announce(event=3)
+    assert core.peer_count == 0
+
+
+def test_without_a_key_an_entry_is_bound_to_its_address(door, transport, core):
+    assert "error" not in UDPClient(door, transport, ("127.0.0.1", 40000)).announce()
+    reply = UDPClient(door, transport, ("127.0.0.2", 40000)).announce(key=0xCAFE)
+    assert "error" in reply
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "127.0.0.1"
+
+
 # -- other bad input -------------------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ def run(peers: int = 1_000_000, swarms: int = 100_000, announces: int = 300_000,
             if rng.random() < join_share and group:
                 # A stop and a join in the same swarm keep its size.
                 gone = group.pop(rng.randrange(len(group)))
-                requests.append(AnnounceRequest(hashes[s], gone, "10.0.0.1", 6881,
+                requests.append(AnnounceRequest(hashes[s], gone, _address(int(gone[8:])), 6881,
                                                 event=EVENT_STOPPED))
                 pid = b"-BC0001-%012d" % next_id
                 requests.append(AnnounceRequest(hashes[s], pid, _address(next_id), 6881,

@@ -8,7 +8,7 @@ from tracker.core.changes import ChangeBatch, ChangeLog
 from tracker.core.errors import TrackerError
 from tracker.core.swarm import (
     DOOR_HTTP, DOOR_LINE, DOOR_UDP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED,
-    EVENT_STOPPED, PeerPool, PeerView, Swarm,
+    EVENT_STOPPED, NO_KEY, PeerPool, PeerView, Swarm,
 )
 from tracker.core.tracker import (
     MAX_COUNTER, AnnounceRequest, AnnounceResult, ScrapeEntry, TrackerCore, TrackerSettings,
@@ -21,5 +21,5 @@ __all__ = [
     "EVENT_STARTED", "EVENT_STOPPED", "PeerPool", "PeerView", "Swarm", "address_text",
     "compact_address",
     "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",
-    "TrackerError", "TrackerSettings", "TrackerStats", "MAX_COUNTER",
+    "TrackerError", "TrackerSettings", "TrackerStats", "MAX_COUNTER", "NO_KEY",
 ]

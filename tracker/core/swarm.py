@@ -162,12 +162,12 @@ class PeerPool:
         return PeerView(self.peer_id(pos), self.compact(pos), pos < self.seeders,
                         self.seen(pos), DOOR_NAMES[self.door(pos)])
 
-    def owned_by(self, pos: int, compact: bytes, key: int) -> bool:
-        """May an announce from `compact` (its address; any port) with owner key
-        `key` change the entry at `pos`? Yes from the entry's own address, or
-        with the entry's key (a client whose address changed)."""
+    def owned_by(self, pos: int, packed_ip: bytes, key: int) -> bool:
+        """May an announce from address `packed_ip` (4 or 16 bytes; any port)
+        with owner key `key` change the entry at `pos`? Yes from the entry's
+        own address, or with the entry's key (a client whose address changed)."""
         w = self.addr_width
-        if len(compact) == w and self.addrs[pos * w:(pos + 1) * w - 2] == compact[:-2]:
+        if len(packed_ip) + 2 == w and self.addrs.startswith(packed_ip, pos * w):
             return True
         return key != NO_KEY and key == self.key(pos)
 

@@ -15,10 +15,13 @@ from tracker.core.access import AccessPolicy
 from tracker.core.changes import ChangeLog
 from tracker.core.errors import TrackerError
 from tracker.core.swarm import (
-    DOOR_CODES, EVENT_COMPLETED, EVENT_STOPPED, NO_KEY, PeerPool, PeerView, Swarm,
+    DOOR_CODES, DOOR_LINE, EVENT_COMPLETED, EVENT_STOPPED, NO_KEY, PeerPool, PeerView, Swarm,
 )
 
 MINUTE = 60
+
+NOT_OWNER = ("this peer id is announced from another address: announce from that address,"
+             " or with the key it was announced with")
 
 
 @attr.s(slots=True, frozen=True)
@@ -146,12 +149,16 @@ class TrackerCore:
         # Packed addresses of the IP strings seen lately.
         self._packed_ips = BoundedCache()
 
-    def compact_address(self, ip: str, port: int) -> bytes:
-        """BEP 23 / BEP 7 compact form, the address part remembered per IP."""
+    def packed_ip(self, ip: str) -> bytes:
+        """The 4 or 16 bytes of an address, remembered per IP."""
         packed = self._packed_ips.get(ip)
         if packed is None:
             packed = self._packed_ips.put(ip, pack_ip(ip))
-        return packed + port.to_bytes(2, "big")
+        return packed
+
+    def compact_address(self, ip: str, port: int) -> bytes:
+        """BEP 23 / BEP 7 compact form."""
+        return self.packed_ip(ip) + port.to_bytes(2, "big")
 
     # -- announce -----------------------------------------------------------
 
@@ -164,9 +171,15 @@ class TrackerCore:
         if self.access.active:
             self.access.check(req.info_hash, req.ip)
         swarm = self.swarms.get(req.info_hash)
-        compact = self.compact_address(req.ip, req.port)
+        packed = self.packed_ip(req.ip)
+        compact = packed + req.port.to_bytes(2, "big")
         if swarm is not None:
             pool, pos = swarm.locate(req.peer_id)
+            # Only the entry's owner may change it. CDN nodes' entries are the
+            # line door's, which checks a node's identity itself.
+            if (pool is not None and not pool.owned_by(pos, packed, req.key)
+                    and req.door != DOOR_LINE):
+                raise TrackerError("peer_not_owner", NOT_OWNER)
         else:
             pool, pos = None, -1
         stats = self.stats

@@ -8,6 +8,7 @@ the request head, and timeouts for idle connections and half-sent requests.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Dict, List, Optional
 
 import attr
@@ -17,7 +18,7 @@ from twisted.logger import Logger
 
 from tracker.addresses import in_networks, normalise_ip, pack_ip
 from tracker.core import (
-    DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED, MAX_COUNTER,
+    DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED, MAX_COUNTER, NO_KEY,
     AnnounceRequest, TrackerCore, TrackerError,
 )
 from tracker.doors.fastwrite import send_now, supports_send_now
@@ -46,6 +47,8 @@ REASONS = {
     408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 505: b"HTTP Version Not Supported",
 }
+
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 # Longer digit strings cannot be counters (and are not worth converting).
 MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
@@ -87,6 +90,17 @@ def _word(params: Dict[bytes, bytes], name: bytes) -> Optional[bytes]:
     if value is not None and b"%" in value:
         value = unquote(value)
     return value
+
+
+def owner_key(raw: Optional[bytes]) -> int:
+    """BEP 3's `key` as the core's 32-bit owner key (0: none). Clients send a
+    random number, mostly as up to 8 hex digits (libtorrent sends the same
+    number in its UDP announces, so both read alike); any other text is hashed."""
+    if not raw:
+        return NO_KEY
+    if len(raw) <= 8 and not raw.translate(None, _HEX_DIGITS):
+        return int(raw, 16)
+    return int.from_bytes(hashlib.blake2s(raw, digest_size=4).digest(), "big")
 
 
 def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int]) -> int:
@@ -362,6 +376,8 @@ class HTTPTrackerProtocol(Protocol):
                 _counter(params, b"left", None), event, numwant, DOOR_HTTP)
             if params.get(b"compact") == b"0":
                 request.compact = False
+            if b"key" in params:
+                request.key = owner_key(unquote(params[b"key"]))
             result = core.announce(request, self.factory.clock.seconds())
         except TrackerError as error:
             core.stats.count_failure(error.code)

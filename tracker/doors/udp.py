@@ -11,7 +11,8 @@ unless the sender proved its address with a valid connection id):
 | unknown action                                   | error "unknown action", cut to the request's size    |
 | announce shorter than 98 bytes                   | error (the sender holds a valid id) |
 | scrape with no hash, a partial hash or > 74      | error (the sender holds a valid id) |
-| announce the core refuses (port 0, bad event...) | error with the core's reason        |
+| announce the core refuses (port 0, a peer id     | error with the core's reason        |
+| announced from another address without its key) |                                     |
 | a bug while answering                            | silence, logged once with the cause |
 """
 from __future__ import annotations
@@ -172,7 +173,7 @@ class UDPTrackerProtocol(DatagramProtocol):
     def _announce(self, data: bytes, transaction_id: int, ip: str, address: bytes) -> bytes:
         if len(data) < ANNOUNCE_SIZE:
             raise TrackerError("udp_short_announce", "announce packet too short: 98 bytes needed")
-        (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, _key,
+        (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key,
          numwant, port) = _ANNOUNCE.unpack_from(data)
         if event > 3:
             raise TrackerError("invalid_event", "unknown event: use 0 to 3")
@@ -183,7 +184,9 @@ class UDPTrackerProtocol(DatagramProtocol):
             None if numwant < 0 else numwant, DOOR_UDP,
             parse_options(data[ANNOUNCE_SIZE:]) if len(data) > ANNOUNCE_SIZE else b"",
             # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
-            4 if len(address) == 4 else 6)
+            4 if len(address) == 4 else 6,
+            # The key proves the entry is the client's if its address changes (0: none).
+            key=key)
         result = self.core.announce(request, self.clock.seconds())
         return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, result.interval_s,
                                     result.incomplete, result.complete) + (
