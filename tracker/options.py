@@ -154,6 +154,16 @@ def _line_auth(value: Any) -> str:
     return value
 
 
+def _redis_url(value: Any) -> Optional[str]:
+    """redis://HOST[:PORT][/DB], checked here so a typo fails at start."""
+    if value is None or value == "":
+        return None
+    from tracker.cluster.url import parse_redis_url
+
+    parse_redis_url(str(value))
+    return str(value)
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -249,6 +259,11 @@ SETTINGS: List[Setting] = [
     Setting("request-burst", 2000, _positive_int,
             "announces and scrapes one client address may make at once before --request-rate "
             "applies"),
+    Setting("redis", None, _redis_url,
+            "share swarms with other tracker processes through Redis at this URL "
+            "(redis://HOST:PORT/DB; docs/cluster.md); none: one process on its own"),
+    Setting("instance-id", None, _optional_text,
+            "this process's name among the instances sharing --redis [default: host name:HTTP port]"),
 ]
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}

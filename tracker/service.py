@@ -20,7 +20,7 @@ from tracker.admin.guard import HostRule, redacting_log_formatter
 from tracker.admin.metrics import WithLiveness, metrics_resource
 from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
-from tracker.doors.connection_ids import ConnectionIds
+from tracker.cluster.wiring import make_connection_ids, make_replicator
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.line.door import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
@@ -84,6 +84,8 @@ class TrackerService(MultiService):
         super().__init__()
         self.core = core
         self.persistence: Optional[PersistenceService] = None
+        # The replicator when --redis is given (tracker/cluster/), else None.
+        self.cluster = None
         # The HTTP door's shared state: a SIGHUP reload swaps its settings.
         self.http_factory: Optional[HTTPTrackerFactory] = None
         # The parsed options (makeService sets them): start-up lines, SIGHUP reload.
@@ -153,7 +155,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     bad file fails at once, with StoreError) but touches no socket until started."""
     if reactor is None:
         from twisted.internet import reactor
-    changes = ChangeLog() if config["db"] != "off" else None
+    changes = ChangeLog() if config["db"] != "off" or config["redis"] else None
     core = TrackerCore(core_settings(config), changes=changes)
     top = TrackerService(core)
     top.config = config
@@ -162,11 +164,21 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         config["request-rate"], config["request-burst"])
 
     store = None
-    if changes is not None:
+    replicator = store_log = None
+    if config["redis"]:  # several instances sharing swarms (docs/cluster.md)
+        replicator = top.cluster = make_replicator(config, core, changes, reactor,
+                                                   with_store=config["db"] != "off")
+        store_log = replicator.store_feed
+    if config["db"] != "off":
         # First child: restores the swarms before any door starts, stops after them.
         store = SQLiteStore(open_database(config["db"]), config["db"])
-        top.persistence = PersistenceService(core, changes, store, reactor, config["flush-interval"])
+        top.persistence = PersistenceService(
+            core, changes if store_log is None else store_log, store, reactor,
+            config["flush-interval"])
         top.persistence.setServiceParent(top)
+    if replicator is not None:
+        # Next: loads the shared swarms (after the database's) before any door serves.
+        replicator.setServiceParent(top)
     top.totals = TotalsRecorder(core, reactor, changes, store)
     top.totals.setServiceParent(top)
 
@@ -176,7 +188,8 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     if config["udp"]:
         udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
                                        connection_id_max_age_s=config["udp-connection-id-max-age"])
-        connection_ids = ConnectionIds(reactor, max_age_s=udp_settings.connection_id_max_age_s)
+        connection_ids = make_connection_ids(reactor, udp_settings.connection_id_max_age_s,
+                                             replicator)
         for host, port in config["udp"]:
             protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
             protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door

@@ -1,0 +1,416 @@
+"""The replicator: the change log's fast consumer, publishing to Redis and applying from it.
+
+Every tick (250 ms) it takes the core's batch, hands it on to the store's log
+(`StoreFeed`, taken by the store every flush interval as before: one take on
+the hot side, two consumers), and publishes it, in one pipelined round trip
+that also reads what the other instances published since the last tick:
+
+    XADD tracker:changes MAXLEN ~ N * o <id> t <time> d <peers> [x <rare>]
+    HSET/HDEL tracker:peers:N ..., SADD tracker:done:HEX ...   (the snapshot)
+    HSET tracker:instances <id> <heartbeat>                      (once a second)
+    XREAD COUNT 1000 STREAMS tracker:changes <last id read>
+
+While Redis cannot be reached, changes gather in an outbox (by peer, the
+latest state wins) and requests are answered from memory as always; on
+reconnection the outbox goes out, and if Redis lost its data (its epoch
+changed) the whole state is written again and the stream read from its start.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from tracker.cluster import snapshot as keys
+from tracker.cluster.apply import RemoteApplier, unrecorded
+from tracker.cluster.codec import (
+    decode_peers, decode_rare, encode_peers, encode_rare, snapshot_row,
+)
+from tracker.cluster.resp import BlockingRedis, RedisProtocol
+from tracker.cluster.url import parse_redis_url
+from tracker.core import ChangeLog, TrackerCore
+from tracker.core.changes import ChangeBatch
+from tracker.core.swarm import DOOR_CODES
+
+log = Logger()
+
+TICK_S = 0.25
+HEARTBEAT_S = 1.0
+# An instance whose heartbeat is this old is taken for dead: the CDN node
+# entries it pinned start to age (the line door's grace period, elsewhere).
+DEAD_AFTER_S = 10.0
+# Batches the shared stream keeps (approximately): enough for an instance to
+# catch up after a pause of minutes; one that falls further behind reloads.
+STREAM_MAXLEN = 100_000
+READ_COUNT = 1000
+# A last-seen refresh is published at most once per this many seconds per
+# peer (and at least 20 times per time to live), like the store's writes.
+SEEN_RESOLUTION_S = 60.0
+START_TIMEOUT_S = 5.0
+
+
+class ReplicationStats:
+    """Counters for /metrics and the status page."""
+
+    __slots__ = ("published_batches", "published_changes", "received_batches", "lag_s",
+                 "max_lag_s", "redis_up", "disconnects", "resyncs", "republished_peers",
+                 "snapshot_peers", "snapshot_s", "decode_errors", "instances", "outbox")
+
+    def __init__(self) -> None:
+        self.published_batches = self.published_changes = self.received_batches = 0
+        self.lag_s = self.max_lag_s = 0.0
+        self.redis_up = False
+        self.disconnects = self.resyncs = self.republished_peers = 0
+        self.snapshot_peers = 0
+        self.snapshot_s = 0.0
+        self.decode_errors = 0
+        self.outbox = 0
+        # instance id -> its last heartbeat (time, peers, lag_s)
+        self.instances: Dict[str, Dict[str, Any]] = {}
+
+
+class StoreFeed(ChangeLog):
+    """The store's change log when a replicator runs: filled by the replicator
+    from the core's log (`absorb`), taken by the store as before."""
+
+    def __init__(self, upstream: ChangeLog) -> None:
+        super().__init__()
+        self.upstream = upstream
+
+    def forget_recent(self) -> None:
+        # The coarsening happens where changes are recorded: in the core's log.
+        self.upstream.forget_recent()
+        super().forget_recent()
+
+
+def wire_part(batch: ChangeBatch) -> Optional[ChangeBatch]:
+    """A copy of what other instances need from a batch (not totals or node rows)."""
+    if not (batch.peers or batch.seen or batch.removed or batch.content or batch.completions
+            or batch.operator):
+        return None
+    out = ChangeBatch()
+    out.peers = dict(batch.peers)
+    out.seen = dict(batch.seen)
+    out.removed = set(batch.removed)
+    out.content = dict(batch.content)
+    out.completions = list(batch.completions)
+    out.operator = list(batch.operator)
+    return out
+
+
+class Replicator(Service):
+    name = "cluster"
+
+    def __init__(self, core: TrackerCore, changes: ChangeLog, reactor, url: str,
+                 instance_id: str, store_feed: Optional[StoreFeed] = None,
+                 tick_s: float = TICK_S) -> None:
+        self.core = core
+        self.changes = changes
+        self.reactor = reactor
+        self.address = parse_redis_url(url)
+        self.url = url
+        self.instance_id = instance_id
+        self.store_feed = store_feed
+        self.tick_s = tick_s
+        self.stats = ReplicationStats()
+        ttl = core.settings.effective_peer_ttl_s
+        self.seen_resolution_s = min(SEEN_RESOLUTION_S, ttl / 20)
+        # A removal of a copy within this of its expiry is left to the expiry.
+        self.applier = RemoteApplier(core, store_feed, self.seen_resolution_s + 5 * tick_s + 5.0)
+        self.outbox = ChangeLog()
+        self.epoch: Optional[bytes] = None
+        self.udp_secret: Optional[bytes] = None
+        self.last_id = b"$"
+        self._redis: Optional[RedisProtocol] = None
+        self._busy = False
+        self._loaded = False
+        self._republish = None
+        self._next_beat = 0.0
+        self._down_logged = False
+        self._loop: Optional[LoopingCall] = None
+        self._client: Optional[ClientService] = None
+
+    # -- start and stop ---------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.changes.coarsen_last_seen(self.seen_resolution_s)
+        self._load_at_start()
+        factory = Factory.forProtocol(RedisProtocol)
+        endpoint = TCP4ClientEndpoint(self.reactor, self.address.host, self.address.port,
+                                      timeout=START_TIMEOUT_S)
+        self._client = ClientService(endpoint, factory, clock=self.reactor,
+                                     retryPolicy=backoffPolicy(0.1, 1.0),
+                                     prepareConnection=self._prepare)
+        self._client.startService()
+        self._loop = LoopingCall(self.tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.tick_s, now=False)
+
+    def stopService(self) -> Optional[Deferred]:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self.tick()  # the last changes: to the store, and to Redis if it is there
+        if self._client is not None:
+            return self._client.stopService()
+        return None
+
+    def _load_at_start(self) -> None:
+        """Before any door serves: the shared state, read with a blocking client."""
+        try:
+            redis = BlockingRedis(self.address.host, self.address.port, self.address.db,
+                                  START_TIMEOUT_S)
+        except OSError as e:
+            log.error("Redis at {url} cannot be reached ({error}): serving from this "
+                      "instance's memory; will load the shared state when it can",
+                      url=self.url, error=str(e))
+            self._down_logged = True
+            return
+        try:
+            self._load(redis)
+        finally:
+            redis.close()
+
+    def _load(self, redis: BlockingRedis) -> None:
+        redis.command("SET", keys.EPOCH, os.urandom(8).hex(), "NX")
+        self.epoch = redis.command("GET", keys.EPOCH)
+        redis.command("SET", keys.UDP_SECRET, os.urandom(32), "NX")
+        self.udp_secret = redis.command("GET", keys.UDP_SECRET)
+        # The stream position first, then the snapshot: a change made between
+        # the two is read again from the stream, and applying it twice is harmless.
+        last = redis.command("XREVRANGE", keys.STREAM, "+", "-", "COUNT", 1)
+        self.last_id = last[0][0] if last else b"0-0"
+        with unrecorded(self.core):
+            report = keys.load_snapshot(redis, self.applier, self.reactor.seconds())
+        self.stats.snapshot_peers = report.peers
+        self.stats.snapshot_s = report.seconds
+        self._loaded = True
+        log.info("loaded {peers} shared peers ({expired} expired) and {completions} completions "
+                 "from Redis at {url} in {seconds:.3f} s; instance {instance}",
+                 peers=report.peers, expired=report.expired, completions=report.completions,
+                 url=self.url, seconds=report.seconds, instance=self.instance_id)
+
+    # -- the connection -------------------------------------------------------------------
+
+    def _prepare(self, redis: RedisProtocol) -> Deferred:
+        """A new connection: select the database, compare epochs, then use it."""
+        commands: List[List[Any]] = []
+        if self.address.db:
+            commands.append([b"SELECT", self.address.db])
+        commands.append([b"SET", keys.EPOCH, os.urandom(8).hex(), b"NX"])
+        commands.append([b"GET", keys.EPOCH])
+        commands.append([b"SET", keys.UDP_SECRET, os.urandom(32), b"NX"])
+        commands.append([b"GET", keys.UDP_SECRET])
+        d = gatherResults(redis.pipeline(commands), consumeErrors=True)
+        d.addCallback(self._ready, redis)
+        return d
+
+    def _ready(self, results: List[Any], redis: RedisProtocol) -> None:
+        epoch, secret = results[-3], results[-1]
+        if self.udp_secret is None:
+            self.udp_secret = secret
+        if epoch != self.epoch:
+            if self.epoch is not None or self._loaded:
+                log.warn("Redis lost the shared state (new epoch): writing this instance's "
+                         "state again")
+            self.epoch = epoch
+            self.last_id = b"0-0"
+            self.stats.resyncs += 1
+            self._republish = keys.republish_commands(self.core)
+            self._loaded = True
+        self._redis = redis
+        self.stats.redis_up = True
+        redis.lost.addCallback(self._lost, redis)
+        if self._down_logged:
+            log.info("Redis at {url} reachable again: replicating", url=self.url)
+            self._down_logged = False
+
+    def _lost(self, _: Any, redis: RedisProtocol) -> None:
+        if self._redis is redis:
+            self._redis = None
+        self.stats.redis_up = False
+        self.stats.disconnects += 1
+        if not self._down_logged:
+            log.error("lost Redis at {url}: serving from memory, keeping changes to publish "
+                      "on reconnection", url=self.url)
+            self._down_logged = True
+
+    # -- every tick ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        batch = self.changes.take()
+        if batch:
+            wire = wire_part(batch)
+            if wire is not None:
+                self.outbox.absorb(wire)
+            if self.store_feed is not None:
+                self.store_feed.absorb(batch)
+        self.stats.outbox = len(self.outbox)
+        redis = self._redis
+        if redis is None or self._busy:
+            return
+        now = self.reactor.seconds()
+        if self._republish is not None:
+            self._republish_step(redis)
+        out = self.outbox.take()
+        commands = self._publish_commands(out, now) if out else []
+        beat = now >= self._next_beat
+        if beat:
+            self._next_beat = now + HEARTBEAT_S
+            commands.append([b"HSET", keys.INSTANCES, self.instance_id, self._heartbeat(now)])
+            commands.append([b"HGETALL", keys.INSTANCES])
+        commands.append([b"XREAD", b"COUNT", READ_COUNT, b"STREAMS", keys.STREAM, self.last_id])
+        self._busy = True
+        try:
+            replies = redis.pipeline(commands)
+        except ConnectionError:
+            self._busy = False
+            self.outbox.give_back(out)
+            return
+        d = gatherResults(replies, consumeErrors=True)
+        d.addCallbacks(self._published, self._failed, callbackArgs=(out, beat),
+                       errbackArgs=(out,))
+
+    def _published(self, results: List[Any], out: ChangeBatch, beat: bool) -> None:
+        self._busy = False
+        if out:
+            self.stats.published_batches += 1
+            self.stats.published_changes += len(out)
+        if beat:
+            self._read_instances(results[-2])
+        full = self._apply_stream(results[-1])
+        if full and self._redis is not None:
+            self.reactor.callLater(0, self.tick)  # more to read: no need to wait a tick
+
+    def _failed(self, failure, out: ChangeBatch) -> None:
+        self._busy = False
+        self.outbox.give_back(out)
+        if not self._down_logged:
+            log.error("publishing to Redis failed ({error}); will retry",
+                      error=failure.getErrorMessage())
+            self._down_logged = True
+
+    def _heartbeat(self, now: float) -> bytes:
+        return json.dumps({"time": now, "peers": self.core.peer_count,
+                           "lag_s": round(self.stats.lag_s, 4), "url": self.url}).encode()
+
+    def _read_instances(self, flat: List[bytes]) -> None:
+        now = self.reactor.seconds()
+        instances = {}
+        for i in range(0, len(flat) - 1, 2):
+            beat = keys.decode_heartbeat(flat[i + 1])
+            if beat is not None:
+                instances[flat[i].decode("utf-8", "replace")] = beat
+        self.stats.instances = instances
+        for origin in list(self.applier.pinned):
+            beat = instances.get(origin)
+            last = float(beat.get("time", 0)) if beat else 0.0
+            if now - last > DEAD_AFTER_S:
+                count = self.applier.unpin_origin(origin, last or now)
+                if count:
+                    log.warn("instance {origin} silent for {age:.0f} s: its {count} CDN node "
+                             "entries now age out", origin=origin, age=now - last, count=count)
+
+    def _publish_commands(self, out: ChangeBatch, now: float) -> List[List[Any]]:
+        """The stream entry and the snapshot writes for one outgoing batch."""
+        core = self.core
+        entry: List[Any] = [b"XADD", keys.STREAM, b"MAXLEN", b"~", STREAM_MAXLEN, b"*",
+                            b"o", self.instance_id, b"t", repr(now),
+                            b"d", encode_peers(out, core.compact_address)]
+        rare = encode_rare(out)
+        if rare is not None:
+            entry += [b"x", rare]
+        commands = [entry]
+        sets: Dict[bytes, List[Any]] = {}
+        for (info_hash, peer_id), row in out.peers.items():
+            ip, port, left, _up, _down, seen, door = row
+            flags = DOOR_CODES.get(door, 0) | (0x80 if left == 0 else 0)
+            sets.setdefault(keys.shard_key(info_hash), []).extend(
+                (info_hash + peer_id, snapshot_row(seen, flags, core.compact_address(ip, port))))
+        for shard, fields in sets.items():
+            commands.append([b"HSET", shard] + fields)
+        dels: Dict[bytes, List[bytes]] = {}
+        for info_hash, peer_id in out.removed:
+            dels.setdefault(keys.shard_key(info_hash), []).append(info_hash + peer_id)
+        for shard, fields in dels.items():
+            commands.append([b"HDEL", shard] + fields)
+        for info_hash, peer_id, _at in out.completions:
+            commands.append([b"SADD", keys.done_key(info_hash), keys.fingerprint(peer_id)])
+        for info_hash, (first_seen, _done, name, size) in out.content.items():
+            commands.append([b"HSET", keys.CONTENT, info_hash.hex(),
+                             json.dumps([first_seen, name, size])])
+        return commands
+
+    def _republish_step(self, redis: RedisProtocol) -> None:
+        """Write the next part of the whole state (after Redis lost its data)."""
+        commands: List[List[Any]] = []
+        for chunk in self._republish:
+            commands.extend(chunk)
+            if len(commands) >= keys.CHUNK // 10:
+                break
+        else:
+            self._republish = None
+        if commands:
+            self.stats.republished_peers += sum((len(c) - 2) // 2 for c in commands
+                                                if c[1].startswith(keys.PREFIX + b"peers:"))
+            for d in redis.pipeline(commands):
+                d.addErrback(lambda f: None)  # a lost connection starts it all again
+
+    def _apply_stream(self, reply: Any) -> bool:
+        """Apply the entries read; True when the read was full (more may wait)."""
+        if not reply:
+            return False
+        entries = reply[0][1]
+        now = self.reactor.seconds()
+        with unrecorded(self.core):
+            for entry_id, flat in entries:
+                self.last_id = entry_id
+                fields = {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+                origin = fields.get(b"o", b"").decode("utf-8", "replace")
+                if origin == self.instance_id:
+                    continue
+                self.stats.received_batches += 1
+                try:
+                    at = float(fields.get(b"t", b"0"))
+                    self._apply_entry(origin, at, fields)
+                except (ValueError, TypeError, KeyError, IndexError):
+                    self.stats.decode_errors += 1
+                    continue
+                self.stats.lag_s = lag = max(0.0, now - at)
+                if lag > self.stats.max_lag_s:
+                    self.stats.max_lag_s = lag
+        return len(entries) >= READ_COUNT
+
+    def _apply_entry(self, origin: str, at: float, fields: Dict[bytes, bytes]) -> None:
+        applier = self.applier
+        rare = fields.get(b"x")
+        if rare:
+            for item in decode_rare(rare):
+                if isinstance(item, tuple):
+                    applier.content(*item[1:])
+                else:
+                    applier.operator(item)
+        for kind, info_hash, peer_id, detail in decode_peers(fields.get(b"d", b"")):
+            if kind == b"U":
+                applier.upsert(origin, info_hash, peer_id, *detail)
+            elif kind == b"S":
+                applier.seen(origin, info_hash, peer_id, detail)
+            elif kind == b"R":
+                applier.removed(origin, info_hash, peer_id, at)
+            else:
+                applier.completed(info_hash, peer_id, detail)
+
+
+def default_instance_id(port: Optional[int]) -> str:
+    import socket
+
+    return "%s:%s" % (socket.gethostname(), port if port is not None else os.getpid())
