@@ -5,6 +5,8 @@ text frames in (an announce with one WebRTC offer, as bittorrent-tracker's
 client sends it), JSON decoded, a JSON reply encoded and framed out.
 
     .venv/bin/python tests/webtorrent/compare_ws_libs.py [MESSAGES]
+
+Then the door itself (tracker/ws/door.py, on wsproto) on the same messages.
 """
 import json
 import sys
@@ -85,6 +87,44 @@ def run_autobahn(handshake, frames, chunk):
     return done[0], elapsed
 
 
+def run_door(messages):
+    """The whole door (tracker/ws/door.py on wsproto) in-process: 200 browsers
+    in one swarm, each announce with one offer, answered and forwarded to
+    another browser. Returns announces (each with an offer relayed) per second."""
+    import random
+
+    from twisted.internet.task import Clock
+
+    from tracker.core import TrackerCore
+    from tracker.ws.door import WsTrackerFactory
+
+    core = TrackerCore(rng=random.Random(1))
+    door = WsTrackerFactory(core, Clock())
+    peers = []
+    for n in range(200):
+        protocol = door.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = WSConnection(ConnectionType.CLIENT)
+        protocol.dataReceived(client.send(Request(host="localhost", target="/")))
+        message = json.loads(ANNOUNCE)
+        message["peer_id"] = "-WW0105-%012d" % n
+        frame = FrameProtocol(client=True, extensions=[]).send_data(json.dumps(message), True)
+        peers.append((protocol, transport, frame))
+    for protocol, transport, frame in peers:   # everyone in the swarm first
+        protocol.dataReceived(frame)
+    start = time.perf_counter()
+    for i in range(messages):
+        protocol, _, frame = peers[i % 200]
+        protocol.dataReceived(frame)
+        if i % 200 == 199:
+            for _, transport, _ in peers:
+                transport.clear()
+    elapsed = time.perf_counter() - start
+    assert door.stats.offers_relayed >= messages
+    return messages / elapsed
+
+
 def main():
     messages = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     handshake, frames = client_bytes(messages)
@@ -97,6 +137,8 @@ def main():
             assert count == messages, (name, count)
             best = elapsed if best is None else min(best, elapsed)
         print("%-9s %8.0f messages/s" % (name, messages / best))
+    print("the door: %.0f announces/s, each with an offer relayed"
+          % max(run_door(messages) for _ in range(3)))
 
 
 if __name__ == "__main__":
