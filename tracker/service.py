@@ -150,6 +150,24 @@ def _ws_door(top: TrackerService, reactor, config: Options) -> None:
     _every(top, reactor, TIMEOUT_CHECK_S, top.ws_factory.tick)
 
 
+def _admin_door(top: TrackerService, reactor, config: Options) -> None:
+    """The admin listener: API, /metrics, /healthz and the status page."""
+    context = AdminContext(top.core, reactor, config["admin-token"], top.persistence,
+                           top.line_sessions, top.totals,
+                           host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
+    context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
+    # Every configured door's series from the start; latencies where a door records them.
+    context.doors = tuple(door for door in ("http", "udp", "line", "ws") if config[door])
+    context.door_factories = {door: factory for door, factory in (
+        ("http", top.http_factory), ("line", top.line_factory), ("ws", top.ws_factory))
+        if factory is not None}
+    # /healthz answers before the token and Host checks (a load balancer's probe).
+    site = Site(WithLiveness(AdminRoot(context, metrics_resource(context), StatusPage())),
+                logFormatter=redacting_log_formatter)
+    site.noisy = False
+    _listen(top, reactor, "admin", config["admin"], site)
+
+
 def makeService(config: Options, reactor=None) -> TrackerService:
     """Build the tracker service from parsed options. Opens the database (so a
     bad file fails at once, with StoreError) but touches no socket until started."""
@@ -218,20 +236,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         _ws_door(top, reactor, config)
 
     if config["admin"]:
-        context = AdminContext(core, reactor, config["admin-token"], top.persistence,
-                               top.line_sessions, top.totals,
-                               host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
-        context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
-        # Every configured door's series from the start; latencies where a door records them.
-        context.doors = tuple(door for door in ("http", "udp", "line", "ws") if config[door])
-        context.door_factories = {door: factory for door, factory in (
-            ("http", top.http_factory), ("line", top.line_factory), ("ws", top.ws_factory))
-            if factory is not None}
-        # /healthz answers before the token and Host checks (a load balancer's probe).
-        site = Site(WithLiveness(AdminRoot(context, metrics_resource(context), StatusPage())),
-                    logFormatter=redacting_log_formatter)
-        site.noisy = False
-        _listen(top, reactor, "admin", config["admin"], site)
+        _admin_door(top, reactor, config)
 
     ExpiryService(core, reactor, config["sweep-interval"], config["sweep-slice"]).setServiceParent(top)
     return top

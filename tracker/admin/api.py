@@ -7,7 +7,6 @@ browser); a wrong or missing one gets 401 and changes nothing.
 from __future__ import annotations
 
 import heapq
-import itertools
 import hmac
 import ipaddress
 import json

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import attr
 
