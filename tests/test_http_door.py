@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 
 from clients import Client, announce_target, q
-from helpers import bdecode, info_hash, peer_id
+from helpers import announce_request, bdecode, info_hash, peer_id
 from tracker.core import TrackerCore, TrackerSettings
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory, owner_key
 
@@ -171,6 +171,32 @@ def test_completed_event_counts_in_scrape(factory):
     client.announce(event="completed", left=0)
     reply = bdecode(client.get(b"/scrape?info_hash=" + q(info_hash(1)))[2])
     assert reply[b"files"][info_hash(1)][b"downloaded"] == 1
+
+
+@pytest.mark.parametrize("numwant", ["201", "100000", str(2 ** 40), "9" * 50])
+def test_numwant_above_the_cap_is_capped_whatever_its_size(core, numwant):
+    factory = HTTPTrackerFactory(core, Clock(), HTTPDoorSettings())
+    for n in range(2, 260):
+        core.announce(announce_request(peer=n, port=1000 + n), 0.0)
+    reply = Client(factory).announce(numwant=numwant)
+    assert len(reply[b"peers"]) == 200 * 6  # the default --max-numwant
+
+
+def test_over_the_memory_caps_new_swarms_and_peers_are_refused(clock):
+    core = TrackerCore(TrackerSettings(max_swarms=1, max_peers=2), rng=random.Random(1))
+    factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings())
+    assert b"peers" in Client(factory, "10.0.0.1").announce(peer_id=peer_id(1))
+    reply = Client(factory, "10.0.0.2").announce(info_hash=info_hash(2), peer_id=peer_id(2))
+    assert reply[b"failure reason"].startswith(b"this tracker tracks as many torrents as it may")
+    assert b"peers" in Client(factory, "10.0.0.2").announce(peer_id=peer_id(2))
+    reply = Client(factory, "10.0.0.3").announce(peer_id=peer_id(3))
+    assert reply[b"failure reason"].startswith(b"this tracker holds as many peers as it may")
+    assert (core.stats.failures["swarm_limit"], core.stats.failures["peer_limit"]) == (1, 1)
+    assert (len(core.swarms), core.peer_count) == (1, 2)
+    # Known peers keep announcing, and a stop makes room.
+    assert b"peers" in Client(factory, "10.0.0.1").announce(peer_id=peer_id(1), left=0)
+    Client(factory, "10.0.0.1").announce(peer_id=peer_id(1), event="stopped")
+    assert b"peers" in Client(factory, "10.0.0.3").announce(peer_id=peer_id(3))
 
 
 def test_numwant_limits_the_peers(factory):

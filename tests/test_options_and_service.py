@@ -116,6 +116,18 @@ def test_missing_config_file_is_a_usage_error(tmp_path):
         parse("--config", str(tmp_path / "nope.toml"))
 
 
+def test_memory_caps_default_to_a_share_of_this_machines_memory(monkeypatch):
+    from tracker import options
+    memory = options.physical_memory_bytes()
+    assert 2 ** 26 <= memory < 2 ** 50
+    config = parse()
+    assert config["max-swarms"] == memory // 2 // 1536
+    assert config["max-peers"] == memory // 2 // 192
+    config = parse("--max-swarms", "10", "--max-peers", "20", "--db", "off")
+    settings = makeService(config, MemoryReactorWithUDP()).core.settings
+    assert (settings.max_swarms, settings.max_peers) == (10, 20)
+
+
 def test_make_service_builds_listeners_without_touching_the_network():
     reactor = MemoryReactorWithUDP()
     config = parse("--http", "tcp:7001:interface=127.0.0.1", "--http", "tcp6:7002:interface=\\:\\:1",

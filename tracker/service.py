@@ -50,6 +50,8 @@ def core_settings(config: Options) -> TrackerSettings:
         default_numwant=config["numwant"],
         max_numwant=config["max-numwant"],
         max_scrape_hashes=config["max-scrape-hashes"],
+        max_swarms=config["max-swarms"],
+        max_peers=config["max-peers"],
     )
 
 

@@ -35,6 +35,10 @@ class TrackerSettings:
     default_numwant = attr.ib(default=50)
     max_numwant = attr.ib(default=200)
     max_scrape_hashes = attr.ib(default=100)
+    # Memory caps: announces that would add a swarm or a peer beyond them are
+    # refused (None: no cap; the service sizes them from the machine's memory).
+    max_swarms = attr.ib(default=None)  # type: Optional[int]
+    max_peers = attr.ib(default=None)  # type: Optional[int]
 
     @property
     def effective_peer_ttl_s(self) -> int:
@@ -182,6 +186,8 @@ class TrackerCore:
                 raise TrackerError("peer_not_owner", NOT_OWNER)
         else:
             pool, pos = None, -1
+        if pool is None and req.event != EVENT_STOPPED:
+            self._check_room(swarm is None)
         stats = self.stats
         stats.announces[req.door] = stats.announces.get(req.door, 0) + 1
         if req.event == EVENT_STOPPED:
@@ -212,6 +218,17 @@ class TrackerCore:
             return AnnounceResult(complete, incomplete, peers, b"",
                                   settings.interval_s, settings.min_interval_s)
         return self._sample_reply(req, swarm, pool, pos, seeder, numwant)
+
+    def _check_room(self, new_swarm: bool) -> None:
+        """Refuse a new peer (and a new swarm) beyond the memory caps."""
+        settings = self.settings
+        if settings.max_peers is not None and self.peer_count >= settings.max_peers:
+            raise TrackerError("peer_limit", "this tracker holds as many peers as it may"
+                                             " (--max-peers): try again later")
+        if (new_swarm and settings.max_swarms is not None
+                and len(self.swarms) >= settings.max_swarms):
+            raise TrackerError("swarm_limit", "this tracker tracks as many torrents as it may"
+                                              " (--max-swarms): try again later")
 
     def _join(self, req: AnnounceRequest, swarm: Optional[Swarm], pool: Optional[PeerPool],
               pos: int, compact: bytes, seeder: bool, now: float):

@@ -50,6 +50,9 @@ REASONS = {
 
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
+# A numwant of more digits than fit this is read as this (then capped by the core).
+MANY = 10 ** 9
+
 # Longer digit strings cannot be counters (and are not worth converting).
 MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
 
@@ -358,8 +361,9 @@ class HTTPTrackerProtocol(Protocol):
             numwant_raw = _word(params, b"numwant")
             if numwant_raw is None or numwant_raw == b"-1":
                 numwant = None
-            elif numwant_raw.isdigit() and len(numwant_raw) <= 6:
-                numwant = int(numwant_raw)
+            elif numwant_raw.isdigit():
+                # Any size asks for as many as the tracker gives: the core caps it.
+                numwant = int(numwant_raw) if len(numwant_raw) <= 9 else MANY
             else:
                 raise TrackerError("invalid_numwant", "numwant must be a non-negative integer")
             ip = self.peer_ip
