@@ -159,3 +159,19 @@ def test_a_swarm_page_is_capped_and_says_so(tmp_path):
     status, reply = admin.request("GET", "/api/swarms/%s?limit=10" % H1, [LOCAL])
     assert len(reply["peer_list"]) == 10 and "limit_capped" not in reply
     assert reply["peers"] == 1500
+
+
+def test_tracker_admin_status_shows_a_database_problem(capsys):
+    from tracker.admin import cli
+
+    class Tracker:
+        def call(self, method, path, query=None, body=None):
+            return {"swarms": 1, "peers": 2, "seeders": 1, "leechers": 1, "access_mode": "open",
+                    "announces": {"udp": 5}, "uptime_s": 10.0, "line": None,
+                    "persistence": {"path": "/data/t.sqlite3", "backlog": 7, "flushes": 3,
+                                    "problem": "the database file /data/t.sqlite3 was removed"}}
+
+    assert cli.run(cli.parser().parse_args(["status"]), Tracker()) == cli.EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["database     /data/t.sqlite3 (backlog 7, 3 flushes)",
+                        "PROBLEM      the database file /data/t.sqlite3 was removed"]
