@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.request
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
+from e2e_clients import announce_target, get
 from helpers import announce_request, info_hash, peer_id
-from process import source_env, twistd_command
+from process import TrackerProcess, free_port, poll_real_process, source_env, twistd_command
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.core.changes import PeerUpserted
 from tracker.options import Options
@@ -268,3 +270,37 @@ def test_a_file_that_is_not_a_database_at_start_says_what_to_do(tmp_path):
     with pytest.raises(StoreError) as caught:
         open_database(str(db))
     assert str(db) in str(caught.value) and "move it aside" in str(caught.value)
+
+
+@pytest.mark.e2e
+def test_real_tracker_survives_its_data_directory_being_removed(tmp_path):
+    http, admin = free_port(), free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http, "--udp", "off", "--line", "off",
+            "--ws", "off", "--admin", "tcp:%d:interface=127.0.0.1" % admin,
+            "--data-dir", str(data), "--flush-interval", "0.1"]
+    tracker = TrackerProcess(args, tmp_path, [("127.0.0.1", http), ("127.0.0.1", admin)])
+    try:
+        for n in range(1, 21):
+            assert get("127.0.0.1", http, announce_target(swarm=n, peer=n))[0] == 200
+        poll_real_process(lambda: (data / "tracker.sqlite3").exists() and
+                          StoreReader.open(str(data / "tracker.sqlite3")).peer_totals()[1] == 20,
+                          timeout_s=30, what="the peers on disk")
+        shutil.rmtree(data)
+        poll_real_process(lambda: "removed or replaced" in tracker.output(), timeout_s=30,
+                          what="the loss logged")
+        metrics = poll_real_process(lambda: (lambda m: m if "tracker_database_file_lost_total 1.0" in m
+                                             else None)(admin_get(admin, "/metrics")),
+                                    timeout_s=30, what="the loss counted")
+        assert "tracker_database_failing 0.0" in metrics  # the new file is written
+    finally:
+        assert tracker.stop()
+    errors = [line for line in tracker.output().splitlines() if "removed or replaced" in line]
+    assert len(errors) == 1 and "#error" in errors[0]
+    assert StoreReader.open(str(data / "tracker.sqlite3")).peer_totals() == (20, 20, 0)
+
+
+def admin_get(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as response:
+        return response.read().decode()
