@@ -2,11 +2,12 @@
 the `bittorrent-tracker` npm package (version 9, the one WebTorrent uses) with
 real WebRTC offers (@roamhq/wrtc): announce, an offer reaching the other
 client, the answer relayed back, scrape of one and several hashes, completed,
-stop; then the figures in /metrics. Node and the packages of tests/webtorrent
+stop, over ws:// and over wss:// (an ssl: endpoint); then the figures in /metrics. Node and the packages of tests/webtorrent
 (`npm ci` there; .ci/run does it) are needed: without node the test skips."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -30,15 +31,36 @@ def node_packages_installed() -> None:
         "the npm packages of tests/webtorrent are missing: run `npm ci --ignore-scripts` there")
 
 
-@pytest.fixture
-def tracker(tmp_path):
+def self_signed(directory):
+    """A certificate for 127.0.0.1 (openssl's command line): (key path, cert path)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the wss:// case needs the openssl command")
+    pytest.importorskip("OpenSSL", reason="ssl: endpoints need the tls extra (pyOpenSSL)")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.fixture(params=["ws", "wss"])
+def tracker(request, tmp_path):
     http_port, ws_port, admin_port = free_port(), free_port(), free_port()
+    endpoint = "tcp:%d:interface=127.0.0.1" % ws_port
+    env = None
+    if request.param == "wss":
+        key, cert = self_signed(tmp_path)
+        endpoint = "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (ws_port, key, cert)
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(cert))  # node trusts it, nothing else
     process = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http_port, "--udp", "off",
-         "--line", "off", "--ws", "tcp:%d:interface=127.0.0.1" % ws_port,
+         "--line", "off", "--ws", endpoint,
          "--admin", "tcp:%d:interface=127.0.0.1" % admin_port, "--db", "off"],
         tmp_path, [("127.0.0.1", ws_port), ("127.0.0.1", admin_port)])
     process.ws_port, process.admin_port = ws_port, admin_port
+    process.url = "%s://127.0.0.1:%d/announce" % (request.param, ws_port)
+    process.node_env = env
     yield process
     assert process.stop()
     assert "Traceback" not in process.output()
@@ -53,8 +75,8 @@ def metrics(tracker) -> str:
 @pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
 def test_bittorrent_tracker_clients_announce_relay_scrape_and_stop(tracker):
     node_packages_installed()
-    run = subprocess.run([NODE, "tracker_client.js", "ws://127.0.0.1:%d" % tracker.ws_port],
-                         cwd=str(SCRIPTS), capture_output=True, text=True, timeout=120)
+    run = subprocess.run([NODE, "tracker_client.js", tracker.url], cwd=str(SCRIPTS),
+                         env=tracker.node_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     reply = {"action": "announce", "interval": 120, "infoHash": HASH}
