@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from e2e_clients import announce_target, get
@@ -20,7 +21,7 @@ from tracker.core import ChangeLog, TrackerCore, TrackerSettings
 from tracker.core.changes import PeerUpserted
 from tracker.options import Options
 from tracker.service import makeService
-from tracker.store import MEMORY, SQLiteStore, StoreError, open_database
+from tracker.store import MEMORY, PersistenceService, SQLiteStore, StoreError, open_database
 from tracker.store import sqlite as store_sqlite
 from tracker.store.queries import StoreReader
 
@@ -72,6 +73,27 @@ def test_a_removed_peer_that_comes_back_in_the_window_is_written():
     changes.take()
     core.announce(announce_request(peer=1), 130.0)
     assert [u.last_seen for u in upserts(changes)] == [130.0]
+
+
+def test_coalescing_is_on_while_announces_come_fast_and_off_when_calm():
+    clock = Clock()
+    changes = ChangeLog()
+    core = TrackerCore(TrackerSettings(), changes=changes)
+    persistence = PersistenceService(core, changes, SQLiteStore(open_database(MEMORY), MEMORY), clock,
+                                     flush_interval_s=1.0)
+
+    def one_second(announces):
+        for n in range(announces):
+            core.announce(announce_request(peer=n % 100, port=1000 + n % 100), clock.seconds())
+        changes.take()  # what the flush would write; only the switch is under test
+        clock.advance(1.0)
+        persistence.flush()
+        return changes.seen_resolution_s
+
+    assert one_second(1000) == 0.0
+    assert one_second(6000) == 60.0  # min(60 s, peer ttl 3600 s / 20)
+    assert one_second(3000) == 60.0  # between the two thresholds: stays on
+    assert one_second(2000) == 0.0
 
 
 def test_restore_allows_for_the_window_so_no_peer_expires_early():

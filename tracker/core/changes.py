@@ -29,9 +29,9 @@ TotalsTuple = Tuple[int, int, int, int, int, int]
 
 _frozen = attr.s(slots=True, frozen=True)
 
-# Peers remembered per last-seen window (hash fingerprints, about 100 bytes
-# each); past this, re-announces are simply written again.
-RECENT_MAX = 500_000
+# Peers remembered per last-seen window (their latest row, about 250 bytes
+# each); past this, the others' re-announces are simply written again.
+RECENT_MAX = 200_000
 
 
 # -- the kinds of change ---------------------------------------------------------------
@@ -217,9 +217,9 @@ class ChangeLog:
     def __init__(self) -> None:
         self._batch = ChangeBatch()
         self.seen_resolution_s = 0.0
-        # Within the current window: hash(key) -> hash of what else the row
-        # says (address, bytes left, door), for peers whose row was recorded.
-        self._recent: Dict[int, int] = {}
+        # Within the current window: hash(key) -> the row recorded for that
+        # peer (the row is kept anyway until the batch is written).
+        self._recent: Dict[int, PeerRow] = {}
         self._window_ends = float("-inf")
         self.coalesced = 0  # re-announces not written again (for the figures)
 
@@ -233,6 +233,13 @@ class ChangeLog:
         self._recent = {}
         self._window_ends = float("-inf")
 
+    def _new_window(self, now: float) -> Dict[int, PeerRow]:
+        """Start remembering afresh, at a window's end."""
+        resolution = self.seen_resolution_s
+        self._window_ends = (now // resolution + 1) * resolution
+        self._recent = {}
+        return self._recent
+
     def forget_recent(self) -> None:
         """Write the next update of every peer, whatever the window says (the
         consumer lost what it had been given)."""
@@ -241,17 +248,20 @@ class ChangeLog:
     def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
         key = (info_hash, peer_id)
         if self.seen_resolution_s:
+            recent = self._recent
             if row[5] >= self._window_ends:
-                resolution = self.seen_resolution_s
-                self._window_ends = (row[5] // resolution + 1) * resolution
-                self._recent = {}
+                recent = self._new_window(row[5])
             fingerprint = hash(key)
-            identity = hash((row[0], row[1], row[2], row[6]))
-            if self._recent.get(fingerprint) == identity:
-                self.coalesced += 1
-                return
-            if len(self._recent) < RECENT_MAX:
-                self._recent[fingerprint] = identity
+            if len(recent) < RECENT_MAX:
+                old = recent.setdefault(fingerprint, row)
+            else:  # full: peers not remembered are written every time
+                old = recent.get(fingerprint, row)
+            if old is not row:
+                # Same address, bytes left and door: only the clock (and counters) moved.
+                if old[1] == row[1] and old[0] == row[0] and old[2] == row[2] and old[6] == row[6]:
+                    self.coalesced += 1
+                    return
+                recent[fingerprint] = row
         batch = self._batch
         batch.peers[key] = row
         if batch.removed:
