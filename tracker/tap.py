@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from twisted.logger import Logger
+
 from tracker.options import Options
 from tracker.reload import install_sighup
 from tracker.service import makeService as _build
@@ -13,11 +15,13 @@ from tracker.store import StoreError
 
 __all__ = ["Options", "makeService"]
 
-# What the daemon's parent prints when the child vanished without a word.
+log = Logger()
+
 # The access-mode bits of a descriptor's flags (PyPy's os lacks O_ACCMODE).
 ACCESS_MODE = getattr(os, "O_ACCMODE", 3)
 # Under PIPE_BUF (4096 on Linux), so the status is one atomic write.
 PIPE_MESSAGE_MAX = 4000
+# What the daemon's parent prints when the child vanished without a word.
 SILENT_CHILD = "tracker: the daemon exited during start-up without saying why; see its log file"
 
 
@@ -60,13 +64,14 @@ def _report_daemon_failures() -> None:
             pipe = self.config.get("statusPipe")
             if pipe is None or not isinstance(e.code, str):
                 raise
-            # The message goes to the waiting parent (and the log); the
-            # child then leaves with the same status, removing its pid file.
+            # Log it and remove the pid file first: the parent exits as soon
+            # as it reads the message, and whoever it returns to may look at both.
+            log.critical("{message}", message=e.code)
+            self.removePID(self.config["pidfile"])
             self.config["statusPipe"] = None
             _write_all(pipe, b"1 " + e.code.encode("utf-8", "replace")[:PIPE_MESSAGE_MAX])
             os.close(pipe)
-            self.removePID(self.config["pidfile"])
-            raise
+            raise SystemExit(1)  # said already: no second copy of the line in the log
 
     def _waitForStart(self, readPipe: int) -> int:
         _close_write_end(readPipe)
