@@ -155,3 +155,131 @@ def _redis(redis, *args):
         return client.command(*args)
     finally:
         client.close()
+
+
+class UDP:
+    """BEP 15 over a real socket."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(5)
+
+    def _ask(self, packet: bytes) -> bytes:
+        self.sock.sendto(packet, ("127.0.0.1", self.port))
+        return self.sock.recv(2048)
+
+    def connect(self) -> bytes:
+        reply = self._ask(struct.pack(">QII", 0x41727101980, 0, 7))
+        action, _tid = struct.unpack(">II", reply[:8])
+        assert action == 0, reply
+        return reply[8:16]
+
+    def announce(self, connection_id: bytes, swarm: int, peer: int, port: int, left: int = 100):
+        """(action, ports of the peers returned)."""
+        reply = self._ask(connection_id + struct.pack(">II20s20sQQQIIIiH", 1, 9, info_hash(swarm),
+                                                      peer_id(peer), 0, left, 0, 2, 0, 0, 50, port))
+        action = struct.unpack(">I", reply[:4])[0]
+        peers = reply[20:] if action == 1 else b""
+        return action, {struct.unpack("!H", peers[i + 4:i + 6])[0] for i in range(0, len(peers), 6)}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_udp_announces_propagate_and_a_connection_id_from_one_instance_works_at_the_other(pair):
+    a, b = pair
+    udp_a, udp_b = UDP(a.udp), UDP(b.udp)
+    try:
+        connection_id = udp_a.connect()
+        assert udp_a.announce(connection_id, 3, 1, 7021)[0] == 1
+        eventually(lambda: 7021 in b.ports_seen_by(3), "UDP peer from A at B over HTTP")
+        # The id A issued is good at B (the key comes from the secret shared in Redis).
+        action, ports = udp_b.announce(connection_id, 3, 2, 7022)
+        assert action == 1 and 7021 in ports
+        eventually(lambda: 7022 in udp_a.announce(connection_id, 3, 3, 7023)[1],
+                   "UDP peer from B at A over UDP")
+    finally:
+        udp_a.close()
+        udp_b.close()
+
+
+def test_sigkill_of_an_instance_leaves_its_peers_at_the_other_until_their_time_to_live(
+        tmp_path, redis):
+    a = Instance(tmp_path, "a", redis, "--peer-ttl", "6", "--interval", "3", "--min-interval", "1")
+    b = Instance(tmp_path, "b", redis, "--peer-ttl", "6", "--interval", "3", "--min-interval", "1")
+    try:
+        a.announce(4, 1, 7031)
+        eventually(lambda: 7031 in b.ports_seen_by(4), "peer from A at B")
+        a.process.kill()
+        assert 7031 in b.ports_seen_by(4)  # still there right after the kill
+        # ... and gone once its time to live (6 s from its announce) has run out at B.
+        eventually(lambda: 7031 not in b.ports_seen_by(4), "A's peer expired at B", 15.0)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_redis_stopped_and_started_empty_instances_keep_serving_and_resynchronise(pair, redis,
+                                                                                  tmp_path):
+    a, b = pair
+    a.announce(5, 1, 7041)
+    eventually(lambda: 7041 in b.ports_seen_by(5), "peer from A at B")
+    redis.stop()
+    # Both keep answering from memory, and changes made meanwhile are kept.
+    assert 7041 in b.ports_seen_by(5)
+    a.announce(5, 2, 7042)
+    assert 7042 in a.ports_seen_by(5)
+    redis.start()  # same port, empty: no saving
+    eventually(lambda: 7042 in b.ports_seen_by(5), "change made during the outage at B", RESYNC_S)
+    # Each instance wrote its state again: a third instance starting now loads
+    # both peers from the snapshot before it serves.
+    eventually(lambda: _redis(redis, "HLEN", "tracker:peers:%d" % (info_hash(5)[0] % 16)) >= 2,
+               "snapshot written again", RESYNC_S)
+    c = Instance(tmp_path, "c", redis)
+    try:
+        assert {7041, 7042} <= c.ports_seen_by(5)
+    finally:
+        c.stop()
+    log_a = a.process.output()
+    assert log_a.count("lost Redis") == 1, log_a
+    assert "reachable again" in log_a and "Redis lost the shared state" in log_a
+
+
+def _refusal(instance, swarm: int):
+    status, body = get("127.0.0.1", instance.http, announce_target(swarm, 50, 7099))
+    return bdecode(body).get(b"failure reason")
+
+
+def test_operator_changes_at_one_instance_apply_at_the_other(pair):
+    a, b = pair
+    assert _refusal(b, 6) is None
+    a.admin_call("POST", "/api/access/deny", {"info_hash": info_hash(6).hex(), "note": "dmca"})
+    assert _refusal(a, 6) is not None
+    eventually(lambda: _refusal(b, 6) is not None, "deny rule from A refusing at B")
+    a.admin_call("DELETE", "/api/access/deny?info_hash=" + info_hash(6).hex())
+    eventually(lambda: _refusal(b, 6) is None, "deny rule removed at B")
+    a.admin_call("POST", "/api/tokens", {"node": "edge-9", "token": "s3cret"})
+    eventually(lambda: "edge-9" in b.admin_call("GET", "/api/tokens")["nodes"], "token at B")
+    b.admin_call("POST", "/api/bans", {"cidr": "127.0.0.0/8"})
+    eventually(lambda: _refusal(a, 7) is not None, "ban from B refusing at A")
+
+
+def test_line_nodes_and_subscribers_see_peers_of_the_other_instance(pair):
+    a, b = pair
+    hex_hash = info_hash(8).hex()
+    node_a, node_b = LineSocket(a.line), LineSocket(b.line)
+    try:
+        node_a.command("HELLO node=edge-1 port=8080")
+        node_a.command("HAVE " + hex_hash)
+        node_b.command("HELLO node=edge-2 port=8082")
+        eventually(lambda: any(" 8080 " in line for line in node_b.command("PEERS " + hex_hash, multiline=True)),
+                   "node at A in PEERS at B")
+        assert node_b.command("SUBSCRIBE " + hex_hash) == ["OK SUBSCRIBE " + hex_hash]
+        a.announce(8, 1, 7051)
+        assert node_b.next_event() == "* JOIN %s 127.0.0.1 7051 leecher door=http" % hex_hash
+        a.announce(8, 1, 7051, event="stopped")
+        assert node_b.next_event() == "* LEAVE %s 127.0.0.1 7051 leecher door=http" % hex_hash
+    finally:
+        node_a.close()
+        node_b.close()

@@ -21,9 +21,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
@@ -55,6 +54,9 @@ READ_COUNT = 1000
 # peer (and at least 20 times per time to live), like the store's writes.
 SEEN_RESOLUTION_S = 60.0
 START_TIMEOUT_S = 5.0
+# Between attempts to reach Redis again; the resync promise (5 s) builds on it.
+RETRY_S = 0.5
+STOP_WAIT_S = 2.0
 
 
 class ReplicationStats:
@@ -136,7 +138,12 @@ class Replicator(Service):
         self._next_beat = 0.0
         self._down_logged = False
         self._loop: Optional[LoopingCall] = None
-        self._client: Optional[ClientService] = None
+        self._retry = None
+        self._inflight: Optional[Deferred] = None
+        self._factory = Factory.forProtocol(RedisProtocol)
+        self._factory.noisy = False
+        self._endpoint = TCP4ClientEndpoint(reactor, self.address.host, self.address.port,
+                                            timeout=START_TIMEOUT_S)
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -144,25 +151,28 @@ class Replicator(Service):
         super().startService()
         self.changes.coarsen_last_seen(self.seen_resolution_s)
         self._load_at_start()
-        factory = Factory.forProtocol(RedisProtocol)
-        endpoint = TCP4ClientEndpoint(self.reactor, self.address.host, self.address.port,
-                                      timeout=START_TIMEOUT_S)
-        self._client = ClientService(endpoint, factory, clock=self.reactor,
-                                     retryPolicy=backoffPolicy(0.1, 1.0),
-                                     prepareConnection=self._prepare)
-        self._client.startService()
+        self._connect()
         self._loop = LoopingCall(self.tick)
         self._loop.clock = self.reactor
         self._loop.start(self.tick_s, now=False)
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Deferred:
+        """Publish the last changes (waiting at most STOP_WAIT_S), then close."""
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         self.tick()  # the last changes: to the store, and to Redis if it is there
-        if self._client is not None:
-            return self._client.stopService()
-        return None
+        pending = self._inflight if self._inflight is not None else succeed(None)
+        pending.addTimeout(STOP_WAIT_S, self.reactor)
+        pending.addBoth(lambda _: self._close())
+        return pending
+
+    def _close(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None and redis.transport is not None:
+            redis.transport.loseConnection()
 
     def _load_at_start(self) -> None:
         """Before any door serves: the shared state, read with a blocking client."""
@@ -201,6 +211,25 @@ class Replicator(Service):
 
     # -- the connection -------------------------------------------------------------------
 
+    def _connect(self) -> None:
+        """Connect (again); retried every RETRY_S while Redis cannot be reached,
+        logged once per outage."""
+        self._retry = None
+        if not self.running:
+            return
+        d = self._endpoint.connect(self._factory)
+        d.addCallback(self._prepare)
+        d.addErrback(self._connect_failed)
+
+    def _connect_failed(self, failure) -> None:
+        if not self._down_logged:
+            log.error("Redis at {url} cannot be reached ({error}): serving from memory, "
+                      "keeping changes to publish when it can", url=self.url,
+                      error=failure.getErrorMessage())
+            self._down_logged = True
+        if self.running:
+            self._retry = self.reactor.callLater(RETRY_S, self._connect)
+
     def _prepare(self, redis: RedisProtocol) -> Deferred:
         """A new connection: select the database, compare epochs, then use it."""
         commands: List[List[Any]] = []
@@ -212,7 +241,12 @@ class Replicator(Service):
         commands.append([b"GET", keys.UDP_SECRET])
         d = gatherResults(redis.pipeline(commands), consumeErrors=True)
         d.addCallback(self._ready, redis)
-        return d
+
+        def unusable(failure):
+            if redis.transport is not None:
+                redis.transport.abortConnection()
+            return failure
+        return d.addErrback(unusable)
 
     def _ready(self, results: List[Any], redis: RedisProtocol) -> None:
         epoch, secret = results[-3], results[-1]
@@ -235,14 +269,18 @@ class Replicator(Service):
             self._down_logged = False
 
     def _lost(self, _: Any, redis: RedisProtocol) -> None:
-        if self._redis is redis:
-            self._redis = None
+        if self._redis is not redis:
+            return
+        self._redis = None
         self.stats.redis_up = False
         self.stats.disconnects += 1
+        if not self.running:
+            return
         if not self._down_logged:
             log.error("lost Redis at {url}: serving from memory, keeping changes to publish "
                       "on reconnection", url=self.url)
             self._down_logged = True
+        self._retry = self.reactor.callLater(RETRY_S, self._connect)
 
     # -- every tick ---------------------------------------------------------------------
 
@@ -270,18 +308,14 @@ class Replicator(Service):
             commands.append([b"HGETALL", keys.INSTANCES])
         commands.append([b"XREAD", b"COUNT", READ_COUNT, b"STREAMS", keys.STREAM, self.last_id])
         self._busy = True
-        try:
-            replies = redis.pipeline(commands)
-        except ConnectionError:
-            self._busy = False
-            self.outbox.give_back(out)
-            return
-        d = gatherResults(replies, consumeErrors=True)
+        d = gatherResults(redis.pipeline(commands), consumeErrors=True)
         d.addCallbacks(self._published, self._failed, callbackArgs=(out, beat),
                        errbackArgs=(out,))
+        self._inflight = d
 
     def _published(self, results: List[Any], out: ChangeBatch, beat: bool) -> None:
         self._busy = False
+        self._inflight = None
         if out:
             self.stats.published_batches += 1
             self.stats.published_changes += len(out)
@@ -293,8 +327,9 @@ class Replicator(Service):
 
     def _failed(self, failure, out: ChangeBatch) -> None:
         self._busy = False
+        self._inflight = None
         self.outbox.give_back(out)
-        if not self._down_logged:
+        if not self._down_logged and self.running:
             log.error("publishing to Redis failed ({error}); will retry",
                       error=failure.getErrorMessage())
             self._down_logged = True
