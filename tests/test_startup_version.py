@@ -33,6 +33,17 @@ def test_version_option(tmp_path, command):
     assert "Twisted" in result.stdout
 
 
+def test_the_installed_tracker_command_prints_the_version(tmp_path):
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "tracker"
+    if not script.exists():
+        pytest.skip("the project is not installed in this environment (pip install .)")
+    result = subprocess.run([str(script), "--version"], cwd=str(tmp_path), env=source_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("cdn-tracker ")
+
+
 def test_start_up_lines_name_the_build_the_settings_file_the_database_and_each_bound_door(tmp_path):
     http_port, udp_port, line_port = free_port(), free_port(kind=socket.SOCK_DGRAM), free_port()
     config = tmp_path / "tracker.toml"
