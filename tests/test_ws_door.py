@@ -485,3 +485,36 @@ def test_completed_makes_a_seeder_and_unknown_left_keeps_the_state(door):
     assert door.browsers.counts(HASH) == (1, 0)
     browser.announce(pid(1), left=100)
     assert door.browsers.counts(HASH) == (0, 1)
+
+
+def test_a_re_announce_after_the_rules_changed_is_refused(door, core):
+    browser = Browser(door)
+    browser.announce(pid(1), left=1)
+    core.access.add("deny", HASH)
+    browser.announce(pid(1), left=1)
+    assert browser.received()[-1]["failure reason"] == "this content is not tracked here"
+
+
+def test_an_oversized_handshake_gets_400(door):
+    protocol = door.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000)
+    assert transport.value().startswith(b"HTTP/1.1 400") and transport.disconnecting
+
+
+def test_line_subscribers_see_a_browser_with_door_ws(door, core, clock):
+    from tracker.line.door import LineTrackerFactory
+    line = LineTrackerFactory(core, clock)
+    events = []
+
+    class Subscriber:
+        def swarm_changed(self, info_hash, peer, joined):
+            events.append(line.event_line(info_hash, peer, joined)[0])
+
+    core.watch(HASH, Subscriber())
+    browser = Browser(door)
+    browser.announce(pid(1), left=0)
+    browser.drop()
+    assert events == ["* JOIN %s 192.0.2.10 0 seeder door=ws" % HASH.hex(),
+                      "* LEAVE %s 192.0.2.10 0 seeder door=ws" % HASH.hex()]

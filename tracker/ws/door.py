@@ -30,6 +30,7 @@ from wsproto.utilities import RemoteProtocolError
 from tracker.addresses import in_networks, normalise_ip, pack_ip
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, TrackerCore, TrackerError
 from tracker.core.browsers import DOOR_WS, BrowserPeers
+from tracker.doors.fastwrite import send_now, supports_send_now
 from tracker.doors.timeouts import TimedConnections
 from tracker.sessions import Session, SessionRefused, SessionRegistry
 from tracker.ws.protocol import (
@@ -119,6 +120,7 @@ class WsTrackerProtocol(Protocol):
         factory.connection_opened(self)
         # The registry binds a peer id to one socket: this names the socket.
         self.origin = "%s#%d" % (self.peer_ip, factory.serial)
+        self._send_now = supports_send_now(self.transport)
         # Flow control: the transport pauses us when the browser does not read.
         self.transport.registerProducer(self, True)
 
@@ -209,7 +211,11 @@ class WsTrackerProtocol(Protocol):
 
     def send_text(self, text: str) -> None:
         if self.open and not self.closing:
-            self.transport.write(self.ws.send(Message(data=text)))
+            data = self.ws.send(Message(data=text))
+            if self._send_now:
+                send_now(self.transport, data)  # most sockets' buffers are empty
+            else:
+                self.transport.write(data)
 
     def close_ws(self, code: int, reason: str) -> None:
         """A close frame with `code`, then the connection closes."""
@@ -392,8 +398,13 @@ class WsTrackerFactory(TimedConnections, Factory):
                 raise WsError("ws_swarm_cap", "at most %d swarms per connection"
                               % self.settings.max_swarms, ANNOUNCE, info_hash)
             new = info_hash not in session.entries
-            self.sessions.set_entry(session, info_hash, _left(request, session),
-                                    completed=request.event == EVENT_COMPLETED)
+            left = _left(request, session)
+            completed = request.event == EVENT_COMPLETED
+            # A re-announce that changes nothing (the common case) skips the registry.
+            if new or completed or session.entries[info_hash] != left:
+                self.sessions.set_entry(session, info_hash, left, completed=completed)
+            elif self.core.access.active:   # rules changed since: refused as a new one would be
+                self.core.access.check(info_hash, session.ip)
             connection.entries += new
         complete, incomplete = self.counts(info_hash)
         connection.send_text(format_announce(info_hash, complete, incomplete,
