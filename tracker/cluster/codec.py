@@ -65,11 +65,15 @@ def decode_peers(data: bytes) -> Iterator[Tuple[bytes, bytes, bytes, Any]]:
     U, a time for S and C, None for R. Raises ValueError on a damaged record."""
     pos, end = 0, len(data)
     while pos < end:
+        if pos + 41 > end:
+            raise ValueError("truncated record")
         kind = data[pos:pos + 1]
         info_hash = data[pos + 1:pos + 21]
         peer_id = data[pos + 21:pos + 41]
         pos += 41
         if kind == b"U":
+            if pos + 10 > end:
+                raise ValueError("truncated record")
             seen, flags = _SEEN_FLAGS.unpack_from(data, pos)
             width = data[pos + 9]
             compact = data[pos + 10:pos + 10 + width]
@@ -78,6 +82,8 @@ def decode_peers(data: bytes) -> Iterator[Tuple[bytes, bytes, bytes, Any]]:
             pos += 10 + width
             yield kind, info_hash, peer_id, (seen, flags, compact)
         elif kind in (b"S", b"C"):
+            if pos + 8 > end:
+                raise ValueError("truncated record")
             (at,) = _TIME.unpack_from(data, pos)
             pos += 8
             yield kind, info_hash, peer_id, at
@@ -85,8 +91,6 @@ def decode_peers(data: bytes) -> Iterator[Tuple[bytes, bytes, bytes, Any]]:
             yield kind, info_hash, peer_id, None
         else:
             raise ValueError("unknown record kind %r" % kind)
-        if pos > end:
-            raise ValueError("truncated record")
 
 
 def snapshot_row(seen: float, flags: int, compact: bytes) -> bytes:
@@ -94,10 +98,10 @@ def snapshot_row(seen: float, flags: int, compact: bytes) -> bytes:
 
 
 def parse_snapshot_row(value: bytes) -> Tuple[float, int, bytes]:
-    seen, flags = _SEEN_FLAGS.unpack_from(value, 0)
     compact = value[9:]
     if len(compact) not in (6, 18):
         raise ValueError("damaged snapshot row")
+    seen, flags = _SEEN_FLAGS.unpack_from(value, 0)
     return seen, flags, compact
 
 
