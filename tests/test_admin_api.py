@@ -7,13 +7,16 @@ import json
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from helpers import announce_request, info_hash
+from tracker.admin import api as api_module
 from tracker.admin.api import AdminContext, AdminRoot
 from tracker.admin.guard import HostRule, endpoint_is_local, redacting_log_formatter
 from tracker.admin.page import StatusPage
@@ -31,14 +34,16 @@ class Listener:
                  extra_hosts=()):
         self.changes = ChangeLog()
         self.core = TrackerCore(TrackerSettings(), changes=self.changes)
-        context = AdminContext(self.core, Clock(), token,
+        self.clock = Clock()
+        context = AdminContext(self.core, self.clock, token,
                                host_rule=HostRule.for_endpoints(endpoints, extra_hosts))
         self.log_path = tmp_path / "access.log"
         self.site = Site(AdminRoot(context, Resource(), StatusPage()),
                          logPath=str(self.log_path), logFormatter=redacting_log_formatter)
         self.site.startFactory()
 
-    def request(self, method, path, headers=(), body=b""):
+    def send(self, method, path, headers=(), body=b""):
+        """Send a request; the connection's transport holds what is answered."""
         host = IPv4Address("TCP", "127.0.0.1", ADMIN_PORT)
         protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = StringTransport(hostAddress=host, peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -47,9 +52,19 @@ class Listener:
         if body:
             head.append("Content-Length: %d" % len(body))
         protocol.dataReceived(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        return protocol, transport
+
+    @staticmethod
+    def answer(transport):
         head, _, body = transport.value().partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
+        if b"chunked" in head.lower():  # an answer written later comes chunked
+            size, _, rest = body.partition(b"\r\n")
+            body = rest[:int(size, 16)]
         return status, json.loads(body) if b"application/json" in head.lower() else body
+
+    def request(self, method, path, headers=(), body=b""):
+        return self.answer(self.send(method, path, headers, body)[1])
 
     def access_log(self):
         self.site.stopFactory()
@@ -175,3 +190,37 @@ def test_tracker_admin_status_shows_a_database_problem(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[-2:] == ["database     /data/t.sqlite3 (backlog 7, 3 flushes)",
                         "PROBLEM      the database file /data/t.sqlite3 was removed"]
+
+
+def test_a_page_of_swarms_is_ordered_a_slice_per_reactor_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(api_module, "SCAN_SLICE", 10)
+    admin = Listener(tmp_path)
+    for swarm in range(1, 36):  # swarm n has n % 7 + 1 peers
+        for peer in range(swarm % 7 + 1):
+            admin.core.announce(announce_request(swarm=swarm, peer=peer, port=1000 + peer), 1.0)
+    _, transport = admin.send("GET", "/api/swarms?limit=5&sort=peers", [LOCAL])
+    assert transport.value() == b""  # 35 swarms: one slice now, the rest on later turns
+    for _ in range(3):
+        admin.clock.advance(0)
+    status, reply = admin.answer(transport)
+    assert status == 200 and reply["total"] == 35
+    assert [s["peers"] for s in reply["swarms"]] == [7, 7, 7, 7, 7]
+    assert {s["info_hash"] for s in reply["swarms"]} == {info_hash(n).hex() for n in (6, 13, 20, 27, 34)}
+
+
+def test_a_client_gone_before_its_page_is_ready_is_not_written_to(tmp_path, monkeypatch):
+    monkeypatch.setattr(api_module, "SCAN_SLICE", 10)
+    admin = Listener(tmp_path)
+    for swarm in range(1, 36):
+        admin.core.announce(announce_request(swarm=swarm), 1.0)
+    protocol, transport = admin.send("GET", "/api/content", [LOCAL])
+    protocol.connectionLost(Failure(ConnectionDone()))
+    for _ in range(3):
+        admin.clock.advance(0)
+    assert transport.value() == b""
+
+
+def test_a_page_beyond_the_deepest_offset_is_refused(tmp_path):
+    admin = Listener(tmp_path)
+    status, reply = admin.request("GET", "/api/swarms?offset=10001", [LOCAL])
+    assert status == 400 and reply["error"] == "offset must be a whole number up to 10000"

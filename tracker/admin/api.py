@@ -13,9 +13,11 @@ import json
 import secrets
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
@@ -34,6 +36,10 @@ SORT_KEYS: Dict[str, Callable[[Swarm], Any]] = {
     "first_seen": lambda s: s.first_seen,
 }
 MAX_PAGE = 1000
+# Deepest page offset served: a page is found by keeping offset + limit swarms.
+MAX_OFFSET = 10_000
+# Swarms examined per reactor turn when a page of them is ordered.
+SCAN_SLICE = 20_000
 MAX_NOTE = 1000
 
 
@@ -90,6 +96,37 @@ def peer_json(peer: PeerView, sessions) -> Dict[str, Any]:
     return out
 
 
+def ordered_page(clock, swarms: Dict[bytes, Swarm], key: Callable[[Swarm], Any], descending: bool,
+                 first: int, count: int, keep: Optional[Callable[[Swarm], bool]] = None) -> Deferred:
+    """The swarms at places [first, first + count) in order of `key`, and how
+    many swarms were considered, found SCAN_SLICE swarms per reactor turn so
+    that a million swarms never hold the reactor for long. Only the page is
+    ordered; swarms changing meanwhile make the order approximate, as any
+    snapshot of a live tracker is."""
+    candidates = list(swarms.values())
+    pick = heapq.nlargest if descending else heapq.nsmallest
+    done: Deferred = Deferred()
+    state: Dict[str, Any] = {"best": [], "total": 0}
+
+    def step(start: int) -> None:
+        try:
+            chunk = candidates[start:start + SCAN_SLICE]
+            if keep is not None:
+                chunk = [s for s in chunk if keep(s)]
+            state["total"] += len(chunk)
+            state["best"] = pick(first + count, state["best"] + chunk, key=key)
+        except Exception:
+            done.errback()
+            return
+        if start + SCAN_SLICE < len(candidates):
+            clock.callLater(0, step, start + SCAN_SLICE)
+        else:
+            done.callback((state["best"][first:], state["total"]))
+
+    step(0)
+    return done
+
+
 def first_peers(swarm: Swarm, limit: int) -> List[PeerView]:
     """Up to `limit` of a swarm's peers, building views of those only."""
     views: List[PeerView] = []
@@ -124,12 +161,33 @@ class ApiResource(Resource):
         try:
             handler, args = self._route(method, path)
             body = handler(request, *args)
-            status = 200
-        except AdminError as error:
-            status, body = error.status, {"error": error.message}
         except Exception:
-            log.failure("admin API error on {method} {path}", method=method, path="/".join(path))
-            status, body = 500, {"error": "internal error (logged)"}
+            return self._reply(request, method, path, Failure())
+        if not isinstance(body, Deferred):
+            return self._reply(request, method, path, body)
+        # Answered over several reactor turns (a page ordered from many swarms).
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def reply(result) -> None:
+            if not gone:
+                request.write(self._reply(request, method, path, result))
+                request.finish()
+
+        body.addBoth(reply)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _reply(request: Request, method: str, path: List[str], body) -> bytes:
+        """The JSON reply for a handler's result, or for its failure."""
+        status = 200
+        if isinstance(body, Failure):
+            if body.check(AdminError):
+                status, body = body.value.status, {"error": body.value.message}
+            else:
+                log.failure("admin API error on {method} {path}", body, method=method,
+                            path="/".join(path))
+                status, body = 500, {"error": "internal error (logged)"}
         request.setResponseCode(status)
         request.setHeader(b"content-type", JSON)
         request.setHeader(b"cache-control", b"no-store")
@@ -241,13 +299,12 @@ class ApiResource(Resource):
         if order not in ("asc", "desc"):
             raise AdminError(400, "order must be asc or desc")
         limit = self._int_arg(request, "limit", 50, MAX_PAGE)
-        offset = self._int_arg(request, "offset", 0, 10 ** 9)
-        swarms = self.context.core.swarms.values()
-        # Only the requested page is ordered, not every swarm.
-        pick = heapq.nlargest if order == "desc" else heapq.nsmallest
-        page = pick(offset + limit, swarms, key=SORT_KEYS[sort])[offset:]
-        return {"total": len(swarms), "offset": offset, "limit": limit, "sort": sort,
-                "order": order, "swarms": [swarm_json(s) for s in page]}
+        offset = self._int_arg(request, "offset", 0, MAX_OFFSET)
+        found = ordered_page(self.context.clock, self.context.core.swarms, SORT_KEYS[sort],
+                             order == "desc", offset, limit)
+        return found.addCallback(lambda result: {
+            "total": result[1], "offset": offset, "limit": limit, "sort": sort, "order": order,
+            "swarms": [swarm_json(s) for s in result[0]]})
 
     def swarm(self, request: Request, text: str) -> Dict[str, Any]:
         swarm = self.context.core.swarms.get(parse_hash(text))
@@ -272,12 +329,12 @@ class ApiResource(Resource):
 
     def content(self, request: Request) -> Dict[str, Any]:
         limit = self._int_arg(request, "limit", 100, MAX_PAGE)
-        offset = self._int_arg(request, "offset", 0, 10 ** 9)
-        described = [s for s in self.context.core.swarms.values()
-                     if s.name is not None or s.size is not None or s.completed]
-        # Only the requested page is ordered, not every swarm.
-        page = heapq.nsmallest(offset + limit, described, key=lambda s: s.first_seen)[offset:]
-        return {"total": len(described), "content": [swarm_json(s) for s in page]}
+        offset = self._int_arg(request, "offset", 0, MAX_OFFSET)
+        found = ordered_page(self.context.clock, self.context.core.swarms, SORT_KEYS["first_seen"],
+                             False, offset, limit,
+                             keep=lambda s: s.name is not None or s.size is not None or s.completed)
+        return found.addCallback(lambda result: {
+            "total": result[1], "content": [swarm_json(s) for s in result[0]]})
 
     def series(self, request: Request) -> Dict[str, Any]:
         minutes = self._int_arg(request, "minutes", 6 * 60, 24 * 60)
