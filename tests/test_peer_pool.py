@@ -6,7 +6,8 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from helpers import announce_request, info_hash, peer_id
-from tracker.core import PeerPool, TrackerCore, TrackerSettings, compact_address
+from tracker.addresses import compact_address
+from tracker.core import NO_KEY, PeerPool, TrackerCore, TrackerSettings
 from tracker.core.swarm import INDEX_AT, RECORD, Swarm
 
 
@@ -60,7 +61,8 @@ def test_pool_matches_a_plain_dict_model_through_any_changes(ops, seed):
             model[pid] = (model[pid][0], flag) + model[pid][2:]
         elif op == "move":
             compact = compact_address("192.168.1.%d" % (who % 256), 2000 + n)
-            pool.set_compact(pos, compact)
+            _, seeder, seen, door, key = model[pid]
+            assert pool.refresh(pos, compact, seen, door, seeder, NO_KEY, rng) == pos
             model[pid] = (compact,) + model[pid][1:]
         elif op == "refresh":
             compact = compact_address("10.3.0.%d" % (n % 256), 3000 + n)

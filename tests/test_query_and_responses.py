@@ -6,7 +6,8 @@ from urllib.parse import quote_from_bytes
 import bencode
 from hypothesis import given, strategies as st
 
-from tracker.core import AnnounceResult, PeerView, compact_address
+from tracker.addresses import compact_address
+from tracker.core import AnnounceResult, PeerView
 from tracker.doors.query import parse_query, unquote
 from tracker.doors.responses import announce_trailer, encode_announce_compact
 

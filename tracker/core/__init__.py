@@ -2,7 +2,6 @@
 
 Pure Python: no network imports, and time is always passed in.
 """
-from tracker.addresses import address_text, compact_address
 from tracker.core.access import MODE_ALLOW, MODE_OPEN, AccessPolicy
 from tracker.core.changes import ChangeBatch, ChangeLog
 from tracker.core.errors import TrackerError
@@ -18,8 +17,7 @@ from tracker.core.tracker import (
 __all__ = [
     "ChangeBatch", "ChangeLog", "AccessPolicy", "MODE_ALLOW", "MODE_OPEN",
     "DOOR_HTTP", "DOOR_LINE", "DOOR_UDP", "EVENT_COMPLETED", "EVENT_NONE",
-    "EVENT_STARTED", "EVENT_STOPPED", "PeerPool", "PeerView", "Swarm", "address_text",
-    "compact_address",
+    "EVENT_STARTED", "EVENT_STOPPED", "PeerPool", "PeerView", "Swarm",
     "AnnounceRequest", "AnnounceResult", "ScrapeEntry", "TrackerCore",
     "TrackerError", "TrackerSettings", "TrackerStats", "MAX_COUNTER", "NO_KEY",
 ]

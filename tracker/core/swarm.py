@@ -38,8 +38,7 @@ import struct
 from array import array
 from typing import Dict, Iterator, List, Optional, Tuple
 
-# Re-exported for the line door until it imports them from tracker.addresses.
-from tracker.addresses import address_text, address_words, compact_address, pack_ip  # noqa: F401
+from tracker.addresses import address_text
 
 # Event codes use BEP 15's numbering so the UDP door maps them directly.
 EVENT_NONE = 0
@@ -261,10 +260,6 @@ class PeerPool:
             self._swap(boundary, target)
             return target
         return pos
-
-    def set_compact(self, pos: int, compact: bytes) -> None:
-        w = self.addr_width
-        self.addrs[pos * w:(pos + 1) * w] = compact
 
     def _move(self, src: int, dst: int) -> None:
         """Copy record `src` over record `dst` (whose peer is going away)."""

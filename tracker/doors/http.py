@@ -56,9 +56,6 @@ MANY = 10 ** 9
 # Longer digit strings cannot be counters (and are not worth converting).
 MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
 
-__all__ = ["HTTPDoorSettings", "HTTPTrackerFactory", "HTTPTrackerProtocol",
-           "normalise_ip"]  # normalise_ip: re-exported until the line door imports tracker.addresses
-
 
 @attr.s(slots=True, frozen=True)
 class HTTPDoorSettings:
