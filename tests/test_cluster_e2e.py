@@ -12,6 +12,7 @@ import struct
 import subprocess
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pytest
 
@@ -66,10 +67,12 @@ class RedisServer:
 class Instance:
     """One tracker process: HTTP, UDP, line and admin on free loopback ports."""
 
-    def __init__(self, tmp_path: Path, name: str, redis: RedisServer, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, redis: RedisServer, *extra: str,
+                 http: int = 0, udp: int = 0) -> None:
         self.name = name
-        self.http, self.udp, self.line, self.admin = (free_port(), free_port(socket.AF_INET, socket.SOCK_DGRAM),
-                                                      free_port(), free_port())
+        self.http = http or free_port()
+        self.udp = udp or free_port(socket.AF_INET, socket.SOCK_DGRAM)
+        self.line, self.admin = free_port(), free_port()
         cwd = tmp_path / name
         cwd.mkdir(exist_ok=True)
         self.process = TrackerProcess(
@@ -78,7 +81,7 @@ class Instance:
              "--ws", "off", "--admin", "tcp:%d:interface=127.0.0.1" % self.admin,
              "--admin-token", ADMIN_TOKEN, "--db", "off", "--redis", redis.url,
              "--instance-id", name, "--sweep-interval", "1"] + list(extra),
-            cwd, [("127.0.0.1", p) for p in (self.http, self.line, self.admin)])
+            cwd, [("127.0.0.1", p) for p in (self.line, self.admin, self.http)])
 
     def announce(self, swarm: int, peer: int, port: int, event=None, left: int = 100):
         status, body = get("127.0.0.1", self.http, announce_target(swarm, peer, port, left, event))
@@ -283,3 +286,43 @@ def test_line_nodes_and_subscribers_see_peers_of_the_other_instance(pair):
     finally:
         node_a.close()
         node_b.close()
+
+
+def test_two_processes_share_one_port_with_reuse_port(tmp_path, redis):
+    http, udp = free_port(), free_port(socket.AF_INET, socket.SOCK_DGRAM)
+    a = Instance(tmp_path, "a", redis, "--reuse-port", http=http, udp=udp)
+    b = Instance(tmp_path, "b", redis, "--reuse-port", http=http, udp=udp)
+    try:
+        # Each announce on a new connection (a new source port): the kernel
+        # spreads them over both processes.
+        for n in range(1, 41):
+            a.announce(9, n, 7100 + n)
+        clients = [UDP(udp) for _ in range(20)]
+        try:
+            for n, client in enumerate(clients, start=41):
+                assert client.announce(client.connect(), 9, n, 7100 + n)[0] == 1
+        finally:
+            for client in clients:
+                client.close()
+        counts = [i.admin_call("GET", "/api/status")["announces"] for i in (a, b)]
+        assert all(c.get("http", 0) > 0 for c in counts), counts
+        assert sum(c.get("udp", 0) for c in counts) == 20, counts
+        # Wherever each announce landed, both processes know every peer.
+        for instance in (a, b):
+            eventually(lambda: _swarm_size(instance, 9) >= 60, "all 60 peers at " + instance.name)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_reuse_port_refuses_an_endpoint_it_cannot_share(tmp_path):
+    from tracker.options import Options
+
+    with pytest.raises(Exception, match="tcp:PORT and tcp6:PORT endpoints only"):
+        Options().parseOptions(["--reuse-port", "--http", "unix:/tmp/x.sock"])
+
+
+def _swarm_size(instance, swarm: int) -> int:
+    status, body = get("127.0.0.1", instance.http, "/scrape?info_hash=" + quote_from_bytes(info_hash(swarm)))
+    entry = bdecode(body)[b"files"].get(info_hash(swarm), {})
+    return entry.get(b"complete", 0) + entry.get(b"incomplete", 0)

@@ -285,6 +285,9 @@ SETTINGS: List[Setting] = [
             "(redis://HOST:PORT/DB; docs/cluster.md); none: one process on its own"),
     Setting("instance-id", None, _optional_text,
             "this process's name among the instances sharing --redis [default: host name:HTTP port]"),
+    Setting("reuse-port", False, _flag,
+            "bind the HTTP, UDP, line and WebSocket ports with SO_REUSEPORT, so several "
+            "processes (sharing --redis) serve the same ports; plain tcp: endpoints only"),
 ]
 
 _BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -417,6 +420,14 @@ class Options(usage.Options):
         if exposed and not self["admin-token"]:
             raise usage.UsageError("the admin API on %s is reachable beyond this machine: "
                                    "set --admin-token" % exposed[0])
+        if self["reuse-port"]:
+            from tracker.cluster.reuseport import parse_tcp
+
+            for endpoint in self["http"] + self["line"] + self["ws"]:
+                try:
+                    parse_tcp(endpoint)
+                except ValueError as e:
+                    raise usage.UsageError(str(e))
         if self["min-interval"] > self["interval"]:
             raise usage.UsageError("min-interval (%d) must not exceed interval (%d)"
                                    % (self["min-interval"], self["interval"]))

@@ -20,6 +20,7 @@ from tracker.admin.guard import HostRule, redacting_log_formatter
 from tracker.admin.metrics import WithLiveness, metrics_resource
 from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
+from tracker.cluster.reuseport import ReusePortEndpoint, ReusePortUDPServer
 from tracker.cluster.wiring import make_connection_ids, make_replicator
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.line.door import LineDoorSettings, LineTrackerFactory
@@ -88,6 +89,8 @@ class TrackerService(MultiService):
         self.persistence: Optional[PersistenceService] = None
         # The replicator when --redis is given (tracker/cluster/), else None.
         self.cluster = None
+        # --reuse-port: the doors' ports are shared with other processes.
+        self.reuse_port = False
         # The HTTP door's shared state: a SIGHUP reload swaps its settings.
         self.http_factory: Optional[HTTPTrackerFactory] = None
         # The parsed options (makeService sets them): start-up lines, SIGHUP reload.
@@ -131,8 +134,11 @@ def _listen(top: TrackerService, reactor, door: str, descriptions, factory) -> N
     """A listener per endpoint string, each a child service of `top`."""
     for description in descriptions:
         # serverFromString, with TLS that answers ALPN clients and a one-line error.
-        listener = StreamServerEndpointService(
-            server_endpoint(reactor, description, door, factory), factory)
+        if top.reuse_port and door != "admin":  # --reuse-port: shared with other processes
+            endpoint = ReusePortEndpoint(reactor, description)
+        else:
+            endpoint = server_endpoint(reactor, description, door, factory)
+        listener = StreamServerEndpointService(endpoint, factory)
         # Fail start-up (with the endpoint's error) rather than run without the door.
         listener._raiseSynchronously = True
         listener.setName("%s %s" % (door, description))
@@ -184,6 +190,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         config["request-rate"], config["request-burst"])
 
     store = None
+    top.reuse_port = config["reuse-port"]
     replicator = store_log = None
     if config["redis"]:  # several instances sharing swarms (docs/cluster.md)
         replicator = top.cluster = make_replicator(config, core, changes, reactor,
@@ -214,7 +221,8 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
             protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door
             protocol.rate_limiter = limits.requests
-            listener = UDPServer(port, protocol, interface=host, reactor=reactor)
+            server = ReusePortUDPServer if top.reuse_port else UDPServer
+            listener = server(port, protocol, interface=host, reactor=reactor)
             listener.setName("udp %s:%d" % (host, port))
             listener.setServiceParent(top)
 
