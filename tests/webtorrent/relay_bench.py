@@ -4,7 +4,8 @@ every offer answered) on our tracker under CPython and PyPy and on
 `bittorrent-tracker`'s Server (npm, version 9, its WebSocket door only), one
 server core each (taskset -c 0, the load generator on core 1). Prints, per
 server: announces answered per second, per server CPU-second, offers and
-answers relayed, and memory with the CLIENTS sockets open. Loopback only.
+answers relayed, and memory with the CLIENTS sockets open; then the memory
+per idle connection with 10,000 connections open. Loopback only.
 
     .venv/bin/python tests/webtorrent/relay_bench.py [CLIENTS] [SECONDS]
 """
@@ -81,6 +82,35 @@ def reference(clients: int, seconds: int) -> dict:
         server.wait(10)
 
 
+def idle_memory(python: str, count: int) -> float:
+    """Bytes of tracker memory (RSS) per idle WebSocket connection, each a
+    browser that announced once, from the RSS before and after `count`."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
+    port = free_port()
+    with tempfile.TemporaryDirectory() as work:
+        tracker = TrackerProcess(
+            ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % free_port(), "--udp", "off",
+             "--line", "off", "--admin", "off", "--db", "off",
+             "--ws", "tcp:%d:interface=127.0.0.1" % port],
+            Path(work), [("127.0.0.1", port)], python=python)
+        holder = None
+        try:
+            before = process_rss_bytes(tracker.pid)
+            holder = subprocess.Popen(["node", "idle_sockets.js", "ws://127.0.0.1:%d" % port,
+                                       str(count)], cwd=str(HERE), stdout=subprocess.PIPE,
+                                      text=True)
+            line = holder.stdout.readline().strip()
+            assert line == "ready %d" % count, line
+            return (process_rss_bytes(tracker.pid) - before) / count
+        finally:
+            if holder is not None:
+                holder.kill()
+                holder.wait()
+            tracker.stop()
+
+
 def main() -> None:
     clients = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 10
@@ -102,6 +132,12 @@ def main() -> None:
             name, r["announces"] / seconds, r["announces"] / max(r["cpu_s"], 1e-9), r["offers"],
             r["answers"], r["rss_mib"]))
         time.sleep(1)
+    count = 10000
+    print("memory per idle connection (RSS, %d connections, each a browser that announced):"
+          % count)
+    for name, python in (("CPython", REPO / ".venv" / "bin" / "python"), ("PyPy", pypy)):
+        if python.exists():
+            print("  %-8s %6.1f KiB" % (name, idle_memory(str(python), count) / 1024))
 
 
 if __name__ == "__main__":
