@@ -111,7 +111,7 @@ class PersistenceService(Service):
         self._flushing: Optional[Deferred] = None
         self._failing = False
         self._file_lost = False  # the file must be made again before writing
-        self._rewrite: Optional[Iterator[None]] = None  # the whole state, being recorded again
+        self._rewrite: Optional[Iterator[int]] = None  # the whole state, being recorded again
         self._flush_loop: Optional[LoopingCall] = None
 
     # -- start and stop -------------------------------------------------------
