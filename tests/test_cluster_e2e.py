@@ -141,6 +141,24 @@ def test_a_peer_announced_at_one_instance_is_returned_by_the_other_both_ways(pai
     assert 7002 in b.ports_seen_by(1)
 
 
+def test_status_lists_the_instances_and_metrics_count_replication(pair):
+    a, b = pair
+    a.announce(1, 1, 7001)
+    eventually(lambda: 7001 in b.ports_seen_by(1), "peer from A at B")
+    status = eventually(lambda: (lambda s: s if set(s["instances"]) == {"a", "b"} else None)(
+        b.admin_call("GET", "/api/status")["cluster"]), "both instances listed at B")
+    assert status["instance"] == "b" and status["redis_up"] is True
+    assert status["received_batches"] >= 1 and 0 <= status["lag_s"] < PROPAGATION_S
+    assert all(beat["heartbeat_age_s"] < PROPAGATION_S for beat in status["instances"].values())
+    request = urllib.request.Request("http://127.0.0.1:%d/metrics" % b.admin,
+                                     headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        metrics = response.read().decode()
+    assert "tracker_cluster_redis_up 1.0" in metrics
+    applied = [line for line in metrics.splitlines() if line.startswith("tracker_cluster_applied_changes_total")]
+    assert applied and float(applied[0].split()[1]) >= 1, applied
+
+
 def test_no_echo_a_peer_is_published_only_by_the_instance_it_announced_to(pair, redis):
     a, b = pair
     a.announce(2, 1, 7011)

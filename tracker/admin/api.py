@@ -22,6 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from tracker.core import MODE_ALLOW, MODE_OPEN, Swarm, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
                                   NodeTokenRemoved, NodeTokenSet, OperatorChange)
+from tracker.cluster.status import cluster_status
 from tracker.admin.guard import LOOPBACK_NAMES, HostRule, body_refusal, refusal
 from tracker.core.swarm import PeerView
 from tracker.line.protocol import NODE_ID, LineError, parse_info_hash
@@ -289,6 +290,8 @@ class ApiResource(Resource):
                 "file_lost": stats.file_lost, "problem": stats.problem}
         else:
             out["persistence"] = None
+        cluster = getattr(context, "cluster", None)  # --redis: this instance and the others
+        out["cluster"] = None if cluster is None else cluster_status(cluster, context.clock.seconds())
         return out
 
     def swarms(self, request: Request) -> Dict[str, Any]:

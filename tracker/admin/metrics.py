@@ -8,6 +8,7 @@ from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
 
 from tracker import tls
+from tracker.cluster.status import cluster_metrics
 from tracker.startlog import build_info
 
 
@@ -52,6 +53,9 @@ class TrackerCollector:
         ws = getattr(context, "ws", None)
         if ws is not None:
             yield from ws_metrics(ws)
+        cluster = getattr(context, "cluster", None)
+        if cluster is not None:
+            yield from cluster_metrics(cluster)
         persistence = context.persistence
         if persistence is not None:
             flush = persistence.stats
