@@ -107,7 +107,7 @@ def running_tracker(tmp_path):
     udp_port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
     tracker = TrackerProcess(["tracker", "--http", "tcp:%d:interface=127.0.0.1" % port,
                               "--udp", "127.0.0.1:%d" % udp_port, "--line", "off", "--ws", "off",
-                              "--admin", "off", "--db", "off"],
+                              "--admin", "off", "--db", "off", "--request-rate", "0"],
                              tmp_path, [("127.0.0.1", port)])
     yield port, udp_port
     assert tracker.stop()

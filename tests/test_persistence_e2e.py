@@ -27,6 +27,8 @@ LOAD_S = 2.0  # how long the stream of announces runs before the kill
 def start(tmp_path, port, db):
     return TrackerProcess(["tracker", "--http", "tcp:%d:interface=127.0.0.1" % port, "--udp", "off",
                            "--line", "off", "--ws", "off", "--admin", "off",
+                           # One client address sends the whole load: no per-address allowance.
+                           "--request-rate", "0",
                            "--db", str(db), "--flush-interval", str(FLUSH_INTERVAL_S)],
                           tmp_path, [("127.0.0.1", port)])
 

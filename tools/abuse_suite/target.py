@@ -40,7 +40,11 @@ class Target:
                 "--udp", "127.0.0.1:%d" % self.udp_port,
                 "--line", "tcp:%d:interface=127.0.0.1" % self.line_port,
                 "--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port,
-                "--db", str(self.db)] + self.extra_args
+                "--db", str(self.db),
+                # Every case's load comes from loopback: the per-address allowance
+                # would refuse most of it before the bound under test is reached
+                # (a case may set it again in extra_args, which come later and win).
+                "--request-rate", "0"] + self.extra_args
 
     def start(self) -> None:
         """Start (again), on the same ports and database; ready once every TCP door listens."""

@@ -34,7 +34,10 @@ class Tracker:
         args = ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.port,
                 "--udp", "127.0.0.1:%d" % self.udp_port,
                 "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--admin", "off",
-                "--db", db] + extra_args
+                "--db", db,
+                # The load generators send everything from one address: no
+                # per-address allowance or connection cap, as for opentracker.
+                "--request-rate", "0", "--max-connections-per-address", "1000000"] + extra_args
         # Ready when it answers: the port is bound before the swarms are restored.
         self.process = TrackerProcess(
             args, workdir, [], env=source_env(), python=python, prefix=pinned(SERVER_CORE),
