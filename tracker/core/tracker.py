@@ -449,7 +449,7 @@ class TrackerCore:
             self.changes.content_changed(swarm)
         return swarm
 
-    # The former name, kept until the line door calls describe_content.
+    # The former name, kept while a test still calls it (tests/test_change_log.py).
     describe = describe_content
 
     def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
