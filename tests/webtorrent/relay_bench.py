@@ -4,7 +4,8 @@ every offer answered) on our tracker under CPython and PyPy and on
 `bittorrent-tracker`'s Server (npm, version 9, its WebSocket door only), one
 server core each (taskset -c 0, the load generator on core 1). Prints, per
 server: announces answered per second, per server CPU-second, offers and
-answers relayed, and memory with the CLIENTS sockets open; then the memory
+answers relayed, memory with the CLIENTS sockets open, the relay's latency at
+half the rate reached (open loop); then the memory
 per idle connection with 10,000 connections open. Loopback only.
 
     .venv/bin/python tests/webtorrent/relay_bench.py [CLIENTS] [SECONDS]
@@ -54,6 +55,13 @@ def measure(pid: int, port: int, clients: int, seconds: int) -> dict:
     out, _ = load.communicate(timeout=60)
     counts = json.loads(out.strip().splitlines()[-1])
     counts.update(cpu_s=cpu, rss_mib=rss / 2 ** 20)
+    # Then at half the rate reached: the relay's latency (announce sent to offer received).
+    half = max(1, int(counts["announces"] / seconds / 2))
+    run = subprocess.run(pin(1) + ["node", "relay_load.js", "ws://127.0.0.1:%d" % port,
+                                   str(clients), "5", "2", "1", str(half)],
+                         cwd=str(HERE), capture_output=True, text=True, timeout=60)
+    timed = json.loads(run.stdout.strip().splitlines()[-1])
+    counts.update(half_rate=half, p50_ms=timed["p50_ms"], p99_ms=timed["p99_ms"])
     return counts
 
 
@@ -124,13 +132,14 @@ def main() -> None:
         runs.append(("this tracker, PyPy", lambda: ours(str(pypy), clients, seconds)))
     print("%d browsers in one swarm, each announce with one offer, every offer answered; "
           "%d s measured" % (clients, seconds))
-    print("%-32s %12s %14s %10s %10s %9s" % ("server", "announces/s", "per CPU-s", "offers",
-                                             "answers", "RSS MiB"))
+    print("%-32s %11s %10s %9s %9s %8s %22s" % (
+        "server", "announces/s", "per CPU-s", "offers", "answers", "RSS MiB",
+        "relay p50/p99 ms @ rate"))
     for name, run in runs:
         r = run()
-        print("%-32s %12.0f %14.0f %10d %10d %9.1f" % (
+        print("%-32s %11.0f %10.0f %9d %9d %8.1f %9.2f/%.2f @ %d/s" % (
             name, r["announces"] / seconds, r["announces"] / max(r["cpu_s"], 1e-9), r["offers"],
-            r["answers"], r["rss_mib"]))
+            r["answers"], r["rss_mib"], r["p50_ms"], r["p99_ms"], r["half_rate"]))
         time.sleep(1)
     count = 10000
     print("memory per idle connection (RSS, %d connections, each a browser that announced):"

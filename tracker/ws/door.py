@@ -121,6 +121,11 @@ class WsTrackerProtocol(Protocol):
         # The registry binds a peer id to one socket: this names the socket.
         self.origin = "%s#%d" % (self.peer_ip, factory.serial)
         self._send_now = supports_send_now(self.transport)
+        if self._send_now:
+            # Small messages to a browser often go out back to back (a reply,
+            # then an answer relayed to it): without this, Nagle holds the
+            # second until the first is acknowledged, 40 ms with delayed ACKs.
+            self.transport.setTcpNoDelay(True)
         # Flow control: the transport pauses us when the browser does not read.
         self.transport.registerProducer(self, True)
 
