@@ -62,6 +62,7 @@ def test_metrics_have_build_info_process_figures_and_zeros_for_every_door(admin_
         assert 'tracker_scrapes_total{door="%s"} 0.0' % door in text
     assert 'door="line"' not in text  # not configured
     assert "# TYPE tracker_tls_handshake_failures_total counter" in text
+    assert "tracker_max_swarms " in text and "tracker_max_peers " in text
 
 
 @pytest.mark.e2e

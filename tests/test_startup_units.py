@@ -92,11 +92,12 @@ def logged():
 def test_reload_applies_the_reloadable_settings_to_the_running_service(tmp_path, logged):
     path, config, top = build(tmp_path, 'interval = 1800\n[node-token]\nedge-1 = "old"\n')
     path.write_text('interval = 600\nmin-interval = 60\nwarning-message = "moving"\n'
-                    'trusted-proxy = ["10.0.0.0/8"]\nsweep-slice = 5\n'
+                    'trusted-proxy = ["10.0.0.0/8"]\nsweep-slice = 5\nmax-peers = 1000\n'
                     '[node-token]\nedge-1 = "new-secret"\n')
     applied = reloading.reload(top, config)
-    assert sorted(applied) == ["interval", "min-interval", "node-token", "trusted-proxy",
-                               "warning-message"]
+    assert sorted(applied) == ["interval", "max-peers", "min-interval", "node-token",
+                               "trusted-proxy", "warning-message"]
+    assert top.core.settings.max_peers == 1000
     assert (top.core.settings.interval_s, top.core.settings.min_interval_s) == (600, 60)
     assert top.http_factory.settings.warning_message == b"moving"
     assert b"moving" in top.http_factory.announce_trailer

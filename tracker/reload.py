@@ -1,7 +1,7 @@
 """SIGHUP: re-read the settings file, apply what can change while running, reopen the log.
 
 What a reload may change: the intervals and peer counts sent to clients, the
-peer time to live, the tracker id and warning message, the trusted proxies and
+peer time to live, the caps on swarms and peers in memory, the tracker id and warning message, the trusted proxies and
 their header, `allow-ip-param`, and the CDN nodes' tokens. Endpoints, the
 database and the other settings need a restart; a reload names those that
 changed in the file and leaves them as they are. A setting given on the command
@@ -27,6 +27,7 @@ log = Logger()
 
 RELOADABLE = (
     "interval", "min-interval", "peer-ttl", "numwant", "max-numwant", "max-scrape-hashes",
+    "max-swarms", "max-peers",
     "tracker-id", "warning-message", "trusted-proxy", "proxy-header", "allow-ip-param",
     "node-token",
 )
@@ -78,7 +79,8 @@ def apply(top, config: Options, values: Dict[str, Any], names: List[str]) -> Non
     core.settings = attr.evolve(
         core.settings, interval_s=config["interval"], min_interval_s=config["min-interval"],
         peer_ttl_s=config["peer-ttl"], default_numwant=config["numwant"],
-        max_numwant=config["max-numwant"], max_scrape_hashes=config["max-scrape-hashes"])
+        max_numwant=config["max-numwant"], max_scrape_hashes=config["max-scrape-hashes"],
+        max_swarms=config["max-swarms"], max_peers=config["max-peers"])
     http = top.http_factory
     if http is not None:
         def utf8(text):

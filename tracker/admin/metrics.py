@@ -47,6 +47,13 @@ class TrackerCollector:
         totals = core.totals()
         for name in ("swarms", "peers", "seeders", "leechers"):
             yield GaugeMetricFamily("tracker_" + name, "Current number of " + name, value=totals[name])
+        # The caps beside the counts (--max-swarms, --max-peers; none: no sample).
+        for name in ("swarms", "peers"):
+            cap = getattr(core.settings, "max_" + name, None)
+            if cap is not None:
+                yield GaugeMetricFamily("tracker_max_" + name,
+                                        "Most %s held in memory before new ones are refused" % name,
+                                        value=cap)
         sessions = context.sessions
         if sessions is not None:
             yield from line_metrics(sessions)
