@@ -12,8 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
-    AcceptConnection, BytesMessage, CloseConnection, Message, Ping, RejectConnection, RejectData,
-    Request, TextMessage,
+    AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Request, TextMessage,
 )
 
 from tracker.core import AnnounceRequest, TrackerCore
