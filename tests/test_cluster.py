@@ -284,3 +284,32 @@ def test_without_redis_nothing_changes():
     options = Options()
     options.parseOptions([])
     assert options["redis"] is None and options["instance-id"] is None
+
+
+class FakeRedis:
+    """Answers a replicator's pipelines from canned replies (no network)."""
+
+    def __init__(self, oldest: bytes) -> None:
+        self.oldest = oldest
+        self.commands = []
+
+    def pipeline(self, commands):
+        from twisted.internet.defer import succeed
+
+        self.commands.extend(commands)
+        replies = {b"XRANGE": [[self.oldest, [b"o", b"z"]]], b"XREAD": None, b"HGETALL": []}
+        return [succeed(replies.get(c[0], 1)) for c in commands]
+
+
+@pytest.mark.parametrize("oldest, reloaded", [(b"200-0", True), (b"100-0", False), (b"50-7", False)])
+def test_an_instance_whose_position_was_trimmed_from_the_stream_loads_the_state_again(oldest, reloaded):
+    from tracker.cluster.replicator import Replicator
+
+    replicator = Replicator(make_core(ChangeLog()), ChangeLog(), Clock(), "redis://127.0.0.1:1/0", "x")
+    loads = []
+    replicator._load_at_start = lambda: loads.append(True)
+    replicator._redis = FakeRedis(oldest)
+    replicator.last_id = b"100-0"
+    replicator.tick()
+    assert bool(loads) is reloaded and replicator.stats.resyncs == int(reloaded)
+    assert [c[0] for c in replicator._redis.commands][-2:] == [b"XRANGE", b"XREAD"]

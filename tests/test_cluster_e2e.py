@@ -344,3 +344,22 @@ def _swarm_size(instance, swarm: int) -> int:
     status, body = get("127.0.0.1", instance.http, "/scrape?info_hash=" + quote_from_bytes(info_hash(swarm)))
     entry = bdecode(body)[b"files"].get(info_hash(swarm), {})
     return entry.get(b"complete", 0) + entry.get(b"incomplete", 0)
+
+
+def test_an_instance_started_while_redis_is_away_serves_and_joins_when_it_is_back(tmp_path, redis):
+    a = Instance(tmp_path, "a", redis)
+    c = None
+    try:
+        a.announce(10, 1, 7061)
+        redis.stop()
+        c = Instance(tmp_path, "c", redis)  # starts without Redis
+        c.announce(10, 2, 7062)
+        assert 7062 in c.ports_seen_by(10)
+        redis.start()  # empty: A writes its state again, C loads it
+        eventually(lambda: 7061 in c.ports_seen_by(10), "A's peer at C", RESYNC_S)
+        eventually(lambda: 7062 in a.ports_seen_by(10), "C's peer at A", RESYNC_S)
+        assert "cannot be reached" in c.process.output()
+    finally:
+        a.stop()
+        if c is not None:
+            c.stop()

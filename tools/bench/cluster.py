@@ -1,7 +1,7 @@
 """The cluster scenario: two tracker instances sharing swarms through one redis-server.
 
     python -m tools.bench.cluster [--rate 2000] [--duration 10] [--torrents 1000]
-                                  [--peers 20] [--probes 40] [--json PATH]
+                                  [--peers 20] [--probes 40] [--json PATH] [--join N]
 
 Measures, with the same population and paced HTTP load (http_load.c, keep-alive)
 sent to one instance (A), persistence as deployed (a database per instance):
@@ -9,6 +9,8 @@ sent to one instance (A), persistence as deployed (a database per instance):
 - CPU per announce at B (applying A's changes) and in redis-server;
 - propagation latency while the load runs: a probe peer announced at A, then
   B asked every 5 ms until its reply holds the probe (p50, p99, max).
+With `--join N` only: the start of an instance joining a cluster whose Redis
+snapshot holds N live peers (N/100 torrents), until it answers with them.
 """
 from __future__ import annotations
 
@@ -180,6 +182,46 @@ def run(args) -> Dict[str, Dict[str, float]]:
     return results
 
 
+def measure_join(args) -> Dict[str, float]:
+    """Write N snapshot rows straight into Redis, then start an instance on it."""
+    from tracker.cluster.codec import snapshot_row
+    from tracker.cluster.resp import BlockingRedis
+    from tracker.cluster.snapshot import shard_key
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-join-"))
+    redis = Redis(workdir)
+    try:
+        client = BlockingRedis("127.0.0.1", redis.port)
+        now = time.time()
+        torrents = max(1, args.join // 100)
+        written = 0
+        for first in range(0, args.join, 10_000):
+            commands = []
+            for n in range(first, min(first + 10_000, args.join)):
+                info_hash = torrent_hash(n % torrents)
+                compact = bytes((10, (n >> 16) & 255, (n >> 8) & 255, n & 255)) + b"\x1a\xe1"
+                commands.append([b"HSET", shard_key(info_hash), info_hash + b"-JN0001-%012d" % n,
+                                 snapshot_row(now, 1, compact)])
+            client.pipeline(commands)
+            written += len(commands)
+        client.close()
+        started = time.perf_counter()
+        tracker = Tracker(args.python, workdir, COMMON_ARGS + [
+            "--redis", "redis://127.0.0.1:%d/0" % redis.port, "--db", "off"], db="off", wait_s=600)
+        serving_s = time.perf_counter() - started
+        try:
+            log = tracker.process.output()
+            loaded = re.search(r"loaded (\d+) shared peers .* in ([0-9.]+) s", log)
+        finally:
+            tracker.stop()
+        return {"peers": written, "start_to_serving_s": serving_s,
+                "loaded_peers": int(loaded.group(1)) if loaded else 0,
+                "load_s": float(loaded.group(2)) if loaded else 0.0}
+    finally:
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def report(results: Dict[str, Dict[str, float]], args) -> str:
     single, cluster = results["single"], results["cluster"]
     ratio = cluster["cpu_us_per_announce_server"] / single["cpu_us_per_announce_server"]
@@ -210,11 +252,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--peers", type=int, default=20, help="peers per torrent")
     parser.add_argument("--probes", type=int, default=40)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--join", type=int, metavar="N",
+                        help="only: start an instance on a snapshot of N peers (e.g. 1000000)")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         parser.error("redis-server is not installed")
-    results = run(args)
-    print(report(results, args))
+    if args.join:
+        results = {"join": measure_join(args)}
+        join = results["join"]
+        print("instance joining a cluster of %d peers: loaded %d in %.1f s, serving %.1f s after "
+              "its start" % (join["peers"], join["loaded_peers"], join["load_s"],
+                             join["start_to_serving_s"]))
+    else:
+        results = run(args)
+        print(report(results, args))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True))
     return 0

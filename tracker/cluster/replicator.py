@@ -33,7 +33,7 @@ from tracker.cluster.apply import RemoteApplier, unrecorded
 from tracker.cluster.codec import (
     decode_peers, decode_rare, encode_peers, encode_rare, snapshot_row,
 )
-from tracker.cluster.resp import BlockingRedis, RedisProtocol
+from tracker.cluster.resp import BlockingRedis, RedisError, RedisProtocol
 from tracker.cluster.url import parse_redis_url
 from tracker.core import ChangeLog, TrackerCore
 from tracker.core.changes import ChangeBatch
@@ -187,6 +187,9 @@ class Replicator(Service):
             return
         try:
             self._load(redis)
+        except (OSError, RedisError) as e:
+            log.error("loading the shared state from Redis at {url} failed ({error}): serving "
+                      "from this instance's memory", url=self.url, error=str(e))
         finally:
             redis.close()
 
@@ -253,11 +256,15 @@ class Replicator(Service):
         if self.udp_secret is None:
             self.udp_secret = secret
         if epoch != self.epoch:
-            if self.epoch is not None or self._loaded:
+            lost = self.epoch is not None
+            if lost:
                 log.warn("Redis lost the shared state (new epoch): writing this instance's "
                          "state again")
-            self.epoch = epoch
-            self.last_id = b"0-0"
+            if not lost and not self._loaded:
+                self._load_at_start()  # started while Redis was away: load it now
+            else:
+                self.epoch = epoch
+                self.last_id = b"0-0"
             self.stats.resyncs += 1
             self._republish = keys.republish_commands(self.core)
             self._loaded = True
@@ -306,6 +313,8 @@ class Replicator(Service):
             self._next_beat = now + HEARTBEAT_S
             commands.append([b"HSET", keys.INSTANCES, self.instance_id, self._heartbeat(now)])
             commands.append([b"HGETALL", keys.INSTANCES])
+            # The stream's oldest entry: past our position means entries were trimmed unread.
+            commands.append([b"XRANGE", keys.STREAM, b"-", b"+", b"COUNT", 1])
         commands.append([b"XREAD", b"COUNT", READ_COUNT, b"STREAMS", keys.STREAM, self.last_id])
         self._busy = True
         d = gatherResults(redis.pipeline(commands), consumeErrors=True)
@@ -320,10 +329,26 @@ class Replicator(Service):
             self.stats.published_batches += 1
             self.stats.published_changes += len(out)
         if beat:
-            self._read_instances(results[-2])
+            self._read_instances(results[-3])
+            if self._trimmed_past_us(results[-2]):
+                return
         full = self._apply_stream(results[-1])
         if full and self._redis is not None:
             self.reactor.callLater(0, self.tick)  # more to read: no need to wait a tick
+
+    def _trimmed_past_us(self, oldest: Any) -> bool:
+        """True (and the shared state loaded again) when the stream no longer
+        holds the entries after our position: we fell further behind than
+        STREAM_MAXLEN batches (a long pause or partition)."""
+        if not oldest or self.last_id in (b"$", b"0-0"):
+            return False
+        if stream_id(oldest[0][0]) <= stream_id(self.last_id):
+            return False
+        self.stats.resyncs += 1
+        log.warn("the shared stream was trimmed past this instance's position ({position}): "
+                 "loading the shared state again", position=self.last_id.decode())
+        self._load_at_start()
+        return True
 
     def _failed(self, failure, out: ChangeBatch) -> None:
         self._busy = False
@@ -443,6 +468,12 @@ class Replicator(Service):
                 applier.removed(origin, info_hash, peer_id, at)
             else:
                 applier.completed(info_hash, peer_id, detail)
+
+
+def stream_id(entry_id: bytes) -> tuple:
+    """A stream entry id (b"MS-SEQ") as a comparable pair."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def default_instance_id(port: Optional[int]) -> str:
