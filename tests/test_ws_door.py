@@ -517,3 +517,26 @@ def test_line_subscribers_see_a_browser_with_door_ws(door, core, clock):
     browser.drop()
     assert events == ["* JOIN %s 192.0.2.10 0 seeder door=ws" % HASH.hex(),
                       "* LEAVE %s 192.0.2.10 0 seeder door=ws" % HASH.hex()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(1, 400), max_size=8), fragments=st.integers(1, 4))
+def test_a_message_split_anywhere_is_the_same_message(cuts, fragments):
+    """TCP may cut the bytes anywhere, and a client may send a message as
+    several WebSocket fragments: the door answers the same."""
+    core = TrackerCore(rng=random.Random(1))
+    door = WsTrackerFactory(core, Clock(), WsDoorSettings())
+    browser = Browser(door)
+    text = json.dumps({"action": "announce", "info_hash": binary(HASH), "peer_id": binary(pid(1)),
+                       "left": 0, "offers": offers("o1", "o2")})
+    step = -(-len(text) // fragments)
+    pieces = [text[i:i + step] for i in range(0, len(text), step)]
+    data = b"".join(browser.ws.send(Message(data=piece, message_finished=n == len(pieces) - 1))
+                    for n, piece in enumerate(pieces))
+    at = 0
+    for cut in cuts:
+        browser.protocol.dataReceived(data[at:at + cut])
+        at += cut
+    browser.protocol.dataReceived(data[at:])
+    assert browser.received() == [{"action": "announce", "interval": 120,
+                                   "info_hash": binary(HASH), "complete": 1, "incomplete": 0}]
