@@ -6,10 +6,12 @@ the real processes go through poll_real_process."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import struct
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote_from_bytes
@@ -18,7 +20,7 @@ import pytest
 
 from e2e_clients import LineSocket, announce_target, get
 from helpers import bdecode, info_hash, peer_id
-from process import TrackerProcess, free_port, poll_real_process
+from process import REPO, TrackerProcess, free_port, poll_real_process, source_env
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("redis-server") is None,
@@ -157,6 +159,13 @@ def test_status_lists_the_instances_and_metrics_count_replication(pair):
     assert "tracker_cluster_redis_up 1.0" in metrics
     applied = [line for line in metrics.splitlines() if line.startswith("tracker_cluster_applied_changes_total")]
     assert applied and float(applied[0].split()[1]) >= 1, applied
+    # tracker-admin status lists them too.
+    cli = subprocess.run([sys.executable, str(REPO / "tools" / "tracker_admin.py"), "--admin-url",
+                          "http://127.0.0.1:%d" % b.admin, "--token", ADMIN_TOKEN, "status"],
+                         capture_output=True, text=True, env=source_env(), timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert re.search(r"^cluster +b via redis://.* \(up, lag", cli.stdout, re.M), cli.stdout
+    assert re.search(r"^instance +a: heartbeat [0-9.]+ s ago", cli.stdout, re.M), cli.stdout
 
 
 def test_no_echo_a_peer_is_published_only_by_the_instance_it_announced_to(pair, redis):

@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
 
+from tracker.cluster.status import cluster_lines
 from tracker.store.database import StoreError
 from tracker.store.queries import SWARM_SORTS, StoreReader
 
@@ -195,6 +196,7 @@ def run(args: argparse.Namespace, tracker) -> int:
                                                                     p["flushes"]))
                 if p.get("problem"):
                     lines.append("%-12s %s" % ("PROBLEM", p["problem"]))
+            lines.extend(cluster_lines(data.get("cluster")))  # --redis: the instances
         show(data, args, "\n".join(lines))
     elif command == "swarms":
         data = tracker.call("GET", "swarms", {"sort": args.sort, "limit": args.top})

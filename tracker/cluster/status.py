@@ -1,7 +1,7 @@
 """What the admin API's status and /metrics show of the replicator."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -52,3 +52,16 @@ def cluster_metrics(replicator) -> Iterator[Any]:
             ("resyncs", "Times Redis had lost the shared state and it was written again",
              stats.resyncs)):
         yield CounterMetricFamily("tracker_cluster_" + name, help_text, value=value)
+
+
+def cluster_lines(cluster: Optional[Dict[str, Any]]) -> List[str]:
+    """`tracker-admin status` lines for the `cluster` part of /api/status."""
+    if not cluster:
+        return []
+    lines = ["%-12s %s via %s (%s, lag %.3f s, outbox %s)" % (
+        "cluster", cluster["instance"], cluster["redis"],
+        "up" if cluster["redis_up"] else "REDIS UNREACHABLE", cluster["lag_s"], cluster["outbox"])]
+    for name, beat in sorted(cluster.get("instances", {}).items()):
+        lines.append("%-12s %s: heartbeat %.1f s ago, %s peers, lag %s s" % (
+            "instance", name, beat["heartbeat_age_s"], beat.get("peers"), beat.get("lag_s")))
+    return lines
