@@ -130,3 +130,38 @@ class UDPClient:
             return {"error": reply[8:].decode()}
         assert tid == self.tid
         return [struct.unpack_from(">III", reply, 8 + 12 * i) for i in range(len(hashes))]
+
+
+class Node:
+    """A line connection: send lines, read reply lines and event lines."""
+
+    def __init__(self, factory, host="10.0.0.1"):
+        address = IPv4Address("TCP", host, 40000)
+        self.transport = StringTransport(peerAddress=address)
+        self.protocol = factory.buildProtocol(address)
+        self.protocol.makeConnection(self.transport)
+        self.clock = factory.clock
+        self.events = []
+
+    def send(self, line: str):
+        """Send one line; return the reply lines (events are kept aside)."""
+        self.protocol.dataReceived(line.encode("utf-8") + b"\r\n")
+        return self.read()
+
+    def read(self):
+        self.clock.advance(0)  # events raised so far go out at the end of the turn
+        lines = self.transport.value().decode("utf-8").splitlines()
+        self.transport.clear()
+        self.events += [line for line in lines if line.startswith("*")]
+        return [line for line in lines if not line.startswith("*")]
+
+    def hello(self, node="edge-1", **options):
+        words = ["HELLO", "node=" + node] + ["%s=%s" % kv for kv in options.items()]
+        return self.send(" ".join(words))
+
+    @property
+    def closed(self):
+        return self.transport.disconnecting
+
+    def drop_connection(self):
+        self.protocol.connectionLost(None)

@@ -10,11 +10,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 
 from helpers import announce_request, bdecode, info_hash
-from clients import Client, UDPClient, announce_target
-from test_line_door import Node
+from clients import Node, Client, UDPClient, announce_target
 from tracker.core import MODE_ALLOW, AccessPolicy, TrackerCore, TrackerError
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
-from tracker.doors.line import LineDoorSettings, LineTrackerFactory
+from tracker.line.door import LineDoorSettings, LineTrackerFactory
 from tracker.doors.udp import UDPTrackerProtocol
 
 H1, H2 = info_hash(1), info_hash(2)

@@ -44,7 +44,7 @@ def test_a_batch_iterates_as_typed_values_without_live_objects():
 def test_content_row_is_copied_when_it_changes_not_read_later():
     changes = ChangeLog()
     core = make_core(changes)
-    core.describe(info_hash(1), "a.mp4", 100, 5.0)
+    core.describe_content(info_hash(1), "a.mp4", 100, 5.0)
     swarm = core.swarms[info_hash(1)]
     swarm.name = "changed behind the log's back"
     (content,) = list(changes.take())

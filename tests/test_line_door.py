@@ -5,51 +5,15 @@ import base64
 import random
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
+from clients import Node
 from helpers import announce_request, info_hash
 from tracker.core import EVENT_STOPPED, TrackerCore, TrackerSettings
 from tracker.line.door import LineDoorSettings, LineTrackerFactory, node_peer_id
 
 H1 = info_hash(1).hex()
 H2 = info_hash(2).hex()
-
-
-class Node:
-    """A line connection: send lines, read reply lines and event lines."""
-
-    def __init__(self, factory, host="10.0.0.1"):
-        address = IPv4Address("TCP", host, 40000)
-        self.transport = StringTransport(peerAddress=address)
-        self.protocol = factory.buildProtocol(address)
-        self.protocol.makeConnection(self.transport)
-        self.clock = factory.clock
-        self.events = []
-
-    def send(self, line: str):
-        """Send one line; return the reply lines (events are kept aside)."""
-        self.protocol.dataReceived(line.encode("utf-8") + b"\r\n")
-        return self.read()
-
-    def read(self):
-        self.clock.advance(0)  # events raised so far go out at the end of the turn
-        lines = self.transport.value().decode("utf-8").splitlines()
-        self.transport.clear()
-        self.events += [line for line in lines if line.startswith("*")]
-        return [line for line in lines if not line.startswith("*")]
-
-    def hello(self, node="edge-1", **options):
-        words = ["HELLO", "node=" + node] + ["%s=%s" % kv for kv in options.items()]
-        return self.send(" ".join(words))
-
-    @property
-    def closed(self):
-        return self.transport.disconnecting
-
-    def drop_connection(self):
-        self.protocol.connectionLost(None)
 
 
 @pytest.fixture
@@ -306,7 +270,14 @@ def test_scrape_many(factory, core):
         "SCRAPE %s seeders=0 leechers=0 completed=0" % H2,
         "END"]
     assert node.send("SCRAPE") == ["ERR 400 SCRAPE needs at least one info hash"]
-    assert node.send("SCRAPE " + " ".join([H1] * 75)) == ["ERR 400 at most 74 info hashes per SCRAPE"]
+
+
+def test_scrape_takes_the_cores_limit_on_hashes(clock):
+    core = TrackerCore(TrackerSettings(max_scrape_hashes=3), rng=random.Random(5))
+    node = Node(LineTrackerFactory(core, clock, LineDoorSettings()))
+    assert node.send("SCRAPE " + " ".join([H1] * 4)) == [
+        "ERR 400 at most 3 info_hash values per scrape"]
+    assert node.send("SCRAPE " + " ".join([H1] * 3))[-1] == "END"
 
 
 def test_stats(factory, core):

@@ -133,7 +133,7 @@ def test_a_batch_is_written_in_one_transaction_and_restored():
     report = store.restore(restored, 200.0)
     assert (report.swarms, report.peers) == (2, 3)
     swarm = restored.swarms[info_hash(1)]
-    assert swarm.completed == 1 and swarm.has_completed(peer_id(1))
+    assert swarm.completed == 1 and not swarm.remember_completion(peer_id(1))
     assert (swarm.seeders, swarm.leechers) == (1, 1)
     peer = swarm.get(peer_id(2))
     assert (peer.ip, peer.port, peer.seeder, peer.last_seen, peer.is_ipv6) == (

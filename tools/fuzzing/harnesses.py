@@ -154,11 +154,8 @@ class UDPHarness(Harness):
 
 
 def line_door():
-    """The line door's factory and settings, from wherever the door lives now."""
-    try:
-        from tracker.line.door import LineDoorSettings, LineTrackerFactory
-    except ImportError:  # before the move to tracker/line/
-        from tracker.doors.line import LineDoorSettings, LineTrackerFactory
+    """The line door's factory and settings."""
+    from tracker.line.door import LineDoorSettings, LineTrackerFactory
     return LineTrackerFactory, LineDoorSettings
 
 

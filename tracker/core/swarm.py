@@ -441,14 +441,6 @@ class Swarm:
         for pool in self.pools():
             yield from pool.views_of([(0, len(pool))])
 
-    def has_completed(self, peer_id: bytes) -> bool:
-        done = self.completed_by
-        if done is None:
-            return False
-        key = completion_key(peer_id)
-        at = bisect.bisect_left(done, key)
-        return at < len(done) and done[at] == key
-
     def remember_completion(self, peer_id: bytes) -> bool:
         """Note that `peer_id` completed (without counting it); False if known."""
         done = self.completed_by

@@ -5,7 +5,7 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Set
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Set
 
 import attr
 
@@ -150,6 +150,10 @@ class TrackerCore:
         self._scrape_zero = ScrapeEntry(0, 0, 0)
         # Swarm watchers (the line door's SUBSCRIBE): info_hash -> listeners.
         self._watchers: Dict[bytes, Set[SwarmWatcher]] = {}
+        # The swarms' browser peers (WebSocket door), kept by tracker/core/browsers.py
+        # apart from the pools: info_hash -> BrowserSwarm. They count in every
+        # door's replies and scrapes, but only browsers are handed them.
+        self.browser_swarms: Dict[bytes, Any] = {}
         # Packed addresses of the IP strings seen lately.
         self._packed_ips = BoundedCache()
 
@@ -191,7 +195,7 @@ class TrackerCore:
         stats = self.stats
         stats.announces[req.door] = stats.announces.get(req.door, 0) + 1
         if req.event == EVENT_STOPPED:
-            return self._stop(swarm, pool, pos)
+            return self._with_browsers(req.info_hash, self._stop(swarm, pool, pos))
 
         seeder = req.left == 0
         if pool is None or pool.addr_width != len(compact):
@@ -215,9 +219,19 @@ class TrackerCore:
         if swarm.v6 is None and req.family != 6 and req.compact:
             # One pool (IPv4 only), compact: the common case.
             complete, incomplete, peers = pool.compact_reply(numwant, seeder, pos, self._rng)
-            return AnnounceResult(complete, incomplete, peers, b"",
-                                  settings.interval_s, settings.min_interval_s)
-        return self._sample_reply(req, swarm, pool, pos, seeder, numwant)
+            result = AnnounceResult(complete, incomplete, peers, b"",
+                                    settings.interval_s, settings.min_interval_s)
+            return self._with_browsers(req.info_hash, result) if self.browser_swarms else result
+        return self._with_browsers(req.info_hash,
+                                   self._sample_reply(req, swarm, pool, pos, seeder, numwant))
+
+    def _with_browsers(self, info_hash: bytes, result: AnnounceResult) -> AnnounceResult:
+        """Count the swarm's browser peers in a reply (they are not in its pools)."""
+        browsers = self.browser_swarms.get(info_hash)
+        if browsers is not None:
+            result.complete += browsers.seeders
+            result.incomplete += len(browsers) - browsers.seeders
+        return result
 
     def _check_room(self, new_swarm: bool) -> None:
         """Refuse a new peer (and a new swarm) beyond the memory caps."""
@@ -382,6 +396,11 @@ class TrackerCore:
             else:
                 seeders = swarm.seeders
                 out[h] = ScrapeEntry(seeders, swarm.completed, len(swarm) - seeders)
+            browsers = self.browser_swarms.get(h)
+            if browsers is not None:  # browser peers count here too
+                entry = out[h]
+                out[h] = ScrapeEntry(entry.complete + browsers.seeders, entry.downloaded,
+                                     entry.incomplete + len(browsers) - browsers.seeders)
         return out
 
     # -- expiry -------------------------------------------------------------
@@ -450,7 +469,6 @@ class TrackerCore:
         return swarm
 
     # The former name, kept while a test still calls it (tests/test_change_log.py).
-    describe = describe_content
 
     def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
                      last_seen: float, door: str) -> None:

@@ -19,6 +19,7 @@ from twisted.protocols.basic import LineReceiver
 
 from tracker.addresses import address_words, compact_address, normalise_ip
 from tracker.doors.admission import LimitedConnections
+from tracker.doors.timeouts import TimedConnections
 from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
 from tracker.line.protocol import (
     MAX_NAME, MAX_NUMWANT, PONG, LineError, format_event, format_hello, format_ok, format_peer,
@@ -394,7 +395,7 @@ COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
 BEFORE_HELLO = {"HELLO", "PING", "STATS", "SCRAPE", "QUIT"}
 
 
-class LineTrackerFactory(LimitedConnections, Factory):
+class LineTrackerFactory(LimitedConnections, TimedConnections, Factory):
     """The line door's connections and their end-of-turn event flush; node
     sessions live in the session registry (`sessions`)."""
 
@@ -410,8 +411,7 @@ class LineTrackerFactory(LimitedConnections, Factory):
         if sessions is None:
             sessions = SessionRegistry(core, clock, settings.grace_s, settings.max_entries)
         self.sessions = sessions
-        self.connections: Set[LineTrackerProtocol] = set()
-        self.now = clock.seconds()
+        self.start_timing(clock)
         # Connections with events waiting for the end of this reactor turn.
         self._with_events: List[LineTrackerProtocol] = []
         self._events_call: Optional[IDelayedCall] = None
@@ -442,11 +442,6 @@ class LineTrackerFactory(LimitedConnections, Factory):
 
     def refusal_message(self, text: str) -> bytes:
         return b"ERR 503 %s\n" % text.encode("utf-8")
-
-    def tick(self) -> None:
-        self.now = now = self.clock.seconds()
-        for connection in list(self.connections):
-            connection.check_timeout(now)
 
     def events_pending(self, connection: LineTrackerProtocol) -> None:
         self._with_events.append(connection)
