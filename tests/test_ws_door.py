@@ -540,3 +540,24 @@ def test_a_message_split_anywhere_is_the_same_message(cuts, fragments):
     browser.protocol.dataReceived(data[at:])
     assert browser.received() == [{"action": "announce", "interval": 120,
                                    "info_hash": binary(HASH), "complete": 1, "incomplete": 0}]
+
+
+def test_every_door_counts_browsers_in_replies_and_scrapes(door, core):
+    browser = Browser(door)
+    browser.announce(pid(1), left=0)
+    browser.announce(pid(2), left=5)
+    http = AnnounceRequest(HASH, b"-qB0000-000000000001", "198.51.100.1", 6881, left=5)
+    result = core.announce(http, 0.0)
+    assert (result.complete, result.incomplete, result.peers) == (1, 2, b"")
+    http.compact = False   # the other reply path (BEP 3 dicts)
+    result = core.announce(http, 0.0)
+    assert (result.complete, result.incomplete) == (1, 2) and not result.peer_list
+    entry = core.scrape([HASH, HASH2], "http")
+    assert (entry[HASH].complete, entry[HASH].incomplete) == (1, 2)
+    assert (entry[HASH2].complete, entry[HASH2].incomplete) == (0, 0)
+    http.event = 3  # stopped
+    result = core.announce(http, 0.0)
+    assert (result.complete, result.incomplete) == (1, 1)
+    browser.drop()
+    entry = core.scrape([HASH], "udp")[HASH]
+    assert (entry.complete, entry.incomplete) == (0, 0)

@@ -5,7 +5,7 @@ A browser cannot dial an IP:port peer, nor an IP:port peer a browser, so
 these peers are not in the swarms' `PeerPool`s (which hand out addresses):
 they are kept here, per info hash, and only the WebSocket door hands them
 out. They count in every door's `complete` / `incomplete` and scrape
-(`TrackerCore` reads `counts`), their completions count in the swarm's
+(`TrackerCore.browser_swarms` is this table), their completions count in the swarm's
 `downloaded`, and the core's swarm watchers (line-protocol SUBSCRIBE) see
 them join and leave with `door=ws`.
 
@@ -114,7 +114,8 @@ class BrowserPeers:
 
     def __init__(self, core, rng: Optional[random.Random] = None) -> None:
         self.core = core
-        self.swarms: Dict[bytes, BrowserSwarm] = {}
+        # The core's own table, which its announce and scrape read for the counts.
+        self.swarms: Dict[bytes, BrowserSwarm] = core.browser_swarms
         self.peer_count = 0
         self._rng = rng or random.Random()
 
