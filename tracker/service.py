@@ -165,6 +165,7 @@ def _admin_door(top: TrackerService, reactor, config: Options) -> None:
                            host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
     context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
     context.cluster = top.cluster  # the replicator's figures (--redis), or None
+    context.limits = top.limits  # connection caps and request allowances
     # Every configured door's series from the start; latencies where a door records them.
     context.doors = tuple(door for door in ("http", "udp", "line", "ws") if config[door])
     context.door_factories = {door: factory for door, factory in (

@@ -12,6 +12,34 @@ from tracker.cluster.status import cluster_metrics
 from tracker.startlog import build_info
 
 
+def limits_metrics(limits):
+    """The bounds the doors share (tracker/limits.py)."""
+    connections = limits.connections
+    yield GaugeMetricFamily("tracker_connections_open",
+                            "Open connections over the stream doors (HTTP, line, WebSocket)",
+                            value=connections.open)
+    yield GaugeMetricFamily("tracker_connections_limit", "Most open stream connections (total)",
+                            value=connections.max_total)
+    yield GaugeMetricFamily("tracker_connections_per_address_limit",
+                            "Most open stream connections from one address",
+                            value=connections.max_per_address)
+    refused = CounterMetricFamily("tracker_connections_refused",
+                                  "Stream connections refused at a cap, by cap", labels=["reason"])
+    for reason, count in sorted(connections.refused.items()):
+        refused.add_metric([reason], count)
+    yield refused
+    yield GaugeMetricFamily("tracker_open_file_limit", "The process's open-file limit after start",
+                            value=limits.open_file_limit)
+    requests = limits.requests
+    if requests is not None:
+        yield GaugeMetricFamily("tracker_request_rate_limit",
+                                "Announces and scrapes a second allowed per address",
+                                value=requests.rate)
+        yield GaugeMetricFamily("tracker_request_rate_addresses",
+                                "Addresses whose request allowance is being tracked",
+                                value=len(requests))
+
+
 class TrackerCollector:
     def __init__(self, context) -> None:
         self.context = context
@@ -63,6 +91,9 @@ class TrackerCollector:
         cluster = getattr(context, "cluster", None)
         if cluster is not None:
             yield from cluster_metrics(cluster)
+        limits = getattr(context, "limits", None)
+        if limits is not None:
+            yield from limits_metrics(limits)
         persistence = context.persistence
         if persistence is not None:
             flush = persistence.stats
