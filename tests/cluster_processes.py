@@ -1,0 +1,91 @@
+"""Processes for the cluster tests: a redis-server on a free loopback port and
+tracker instances pointed at it (tests/test_cluster_e2e.py, test_cluster_libtorrent.py)."""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from e2e_clients import announce_target, get
+from helpers import bdecode
+from process import TrackerProcess, free_port, poll_real_process
+
+ADMIN_TOKEN = "cluster-admin"
+
+
+class RedisServer:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(self.dir / ("redis-%d.log" % self.port), "ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)], stdout=self.log, stderr=subprocess.STDOUT)
+        poll_real_process(lambda: self.ping(), 10.0, "redis-server to answer")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+    @property
+    def url(self) -> str:
+        return "redis://127.0.0.1:%d/0" % self.port
+
+
+class Instance:
+    """One tracker process: HTTP, UDP, line and admin on free loopback ports."""
+
+    def __init__(self, tmp_path: Path, name: str, redis: RedisServer, *extra: str,
+                 http: int = 0, udp: int = 0) -> None:
+        self.name = name
+        self.http = http or free_port()
+        self.udp = udp or free_port(socket.AF_INET, socket.SOCK_DGRAM)
+        self.line, self.admin = free_port(), free_port()
+        cwd = tmp_path / name
+        cwd.mkdir(exist_ok=True)
+        self.process = TrackerProcess(
+            ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http,
+             "--udp", "127.0.0.1:%d" % self.udp, "--line", "tcp:%d:interface=127.0.0.1" % self.line,
+             "--ws", "off", "--admin", "tcp:%d:interface=127.0.0.1" % self.admin,
+             "--admin-token", ADMIN_TOKEN, "--db", "off", "--redis", redis.url,
+             "--instance-id", name, "--sweep-interval", "1"] + list(extra),
+            cwd, [("127.0.0.1", p) for p in (self.line, self.admin, self.http)])
+
+    def announce(self, swarm: int, peer: int, port: int, event=None, left: int = 100):
+        status, body = get("127.0.0.1", self.http, announce_target(swarm, peer, port, left, event))
+        assert status == 200, body
+        return bdecode(body)
+
+    def ports_seen_by(self, swarm: int, asking_peer: int = 99):
+        """The ports of the peers this instance returns for `swarm` (asking as a seeder-less leecher)."""
+        reply = self.announce(swarm, asking_peer, 1, left=1)
+        peers = reply.get(b"peers", b"")
+        return {struct.unpack("!H", peers[i + 4:i + 6])[0] for i in range(0, len(peers), 6)}
+
+    def admin_call(self, method: str, path: str, body=None):
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.admin, path), method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> bool:
+        return self.process.stop()
