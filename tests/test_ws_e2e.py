@@ -58,7 +58,7 @@ def tracker(request, tmp_path):
          "--line", "off", "--ws", endpoint,
          "--admin", "tcp:%d:interface=127.0.0.1" % admin_port, "--db", "off"],
         tmp_path, [("127.0.0.1", ws_port), ("127.0.0.1", admin_port)])
-    process.ws_port, process.admin_port = ws_port, admin_port
+    process.ws_port, process.admin_port, process.http_port = ws_port, admin_port, http_port
     process.url = "%s://127.0.0.1:%d/announce" % (request.param, ws_port)
     process.node_env = env
     yield process
@@ -75,7 +75,8 @@ def metrics(tracker) -> str:
 @pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
 def test_bittorrent_tracker_clients_announce_relay_scrape_and_stop(tracker):
     node_packages_installed()
-    run = subprocess.run([NODE, "tracker_client.js", tracker.url], cwd=str(SCRIPTS),
+    run = subprocess.run([NODE, "tracker_client.js", tracker.url,
+                          "http://127.0.0.1:%d" % tracker.http_port], cwd=str(SCRIPTS),
                          env=tracker.node_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     seen = json.loads(run.stdout.strip().splitlines()[-1])
@@ -89,6 +90,8 @@ def test_bittorrent_tracker_clients_announce_relay_scrape_and_stop(tracker):
     assert {"id": B_ID, "initiator": False} in seen["a_peers"]
     assert {"id": A_ID, "initiator": True} in seen["b_peers"]
     assert seen["scrape_one"] == {HASH: {"complete": 0, "incomplete": 2, "downloaded": 0}}
+    # The HTTP door counts the two browsers too.
+    assert seen["http_scrape"] == {"complete": 0, "incomplete": 2}
     # completed: a seeder now, counted once in downloaded.
     assert (seen["completed"]["complete"], seen["completed"]["incomplete"]) == (1, 1)
     assert seen["scrape_many"] == {HASH: {"complete": 1, "incomplete": 1, "downloaded": 1},

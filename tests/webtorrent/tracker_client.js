@@ -3,13 +3,18 @@
 // scrape of one and of several hashes, completed, stop. Prints one JSON line of
 // what each step observed; tests/test_ws_e2e.py asserts on it.
 //
-//   node tracker_client.js ws://127.0.0.1:PORT
+//   node tracker_client.js ws://127.0.0.1:PORT [http://127.0.0.1:HTTP_PORT]
+//
+// With the HTTP door's address, the swarm is also scraped there while both
+// browsers are in it (browsers count for every door).
 'use strict'
 
 const Client = require('bittorrent-tracker')
+const http = require('http')
 const wrtc = require('@roamhq/wrtc')
 
 const url = process.argv[2]
+const httpBase = process.argv[3]
 const INFO_HASH = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678'
 const OTHER_HASH = '00112233445566778899aabbccddeeff00112233'
 const STEP_TIMEOUT_MS = 15000
@@ -75,6 +80,22 @@ function scrapeMany (client, hashes) {
   })
 }
 
+function httpScrape () {
+  // The raw 20 bytes, escaped; the bencoded reply's counts read with a pattern.
+  const escaped = INFO_HASH.match(/../g).map(h => '%' + h).join('')
+  return new Promise((resolve, reject) => {
+    http.get(httpBase + '/scrape?info_hash=' + escaped, reply => {
+      const chunks = []
+      reply.on('data', chunk => chunks.push(chunk))
+      reply.on('end', () => {
+        const text = Buffer.concat(chunks).toString('latin1')
+        const number = key => Number((text.match(new RegExp(key + 'i(\\d+)e')) || [])[1])
+        resolve({ complete: number('8:complete'), incomplete: number('10:incomplete') })
+      })
+    }).on('error', reject)
+  })
+}
+
 async function main () {
   const out = {}
   const a = makeClient('2d5757303130352d616161616161616161616161')  // -WW0105-aaaaaaaaaaaa
@@ -94,6 +115,7 @@ async function main () {
   out.b_peers = b.peers
 
   out.scrape_one = await scrapeMany(a, [INFO_HASH])
+  if (httpBase) out.http_scrape = await httpScrape()
   const completed = next(b, 'update', 'the reply to completed')
   b.complete()
   out.completed = await completed
