@@ -11,7 +11,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 
 from tracker import reload as reloading
-from tracker.tap import SILENT_CHILD, Options, makeService
+from tracker.options import Options
+from tracker.service import makeService  # not tap's: no signal handler in the test process
+from tracker.tap import SILENT_CHILD
 
 
 class FakeRunner:

@@ -66,6 +66,7 @@ def run(argv: List[str]) -> int:
                                      redirectStandardIO=False)
     try:
         top = makeService(config, reactor)
+        install_sighup(top, config, reactor)  # before any door is bound: see tracker/tap.py
         top.privilegedStartService()  # binds every door, or none
     except SystemExit as e:
         print(e.code if isinstance(e.code, str) else "tracker: start-up failed", file=sys.stderr)
@@ -79,7 +80,6 @@ def run(argv: List[str]) -> int:
             failed.append("tracker: cannot start: %s" % (e,))
             reactor.stop()
             return
-        install_sighup(top, config, reactor)
         if stream is not sys.stdout:
             signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(stream.rotate))
 

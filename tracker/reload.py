@@ -149,8 +149,8 @@ def reload(top, config: Options) -> List[str]:
 
 
 def install_sighup(top, config: Options, reactor) -> None:
-    """Reload on SIGHUP, in the reactor thread. Called once the reactor runs, by
-    the process entry points only (never by tests building a service in-process)."""
+    """Reload on SIGHUP, in the reactor thread (once it runs). Called by the process
+    entry points before any door binds, never by tests building a service in-process."""
     def on_signal(signum, frame):
         reactor.callFromThread(reload, top, config)
 

@@ -36,8 +36,9 @@ def makeService(config: Options, reactor=None):
     except StoreError as e:
         raise SystemExit("tracker: %s" % (e,))
     if under_twistd:
-        # In the process that runs (after twistd forked): SIGHUP reloads.
-        reactor.callWhenRunning(install_sighup, top, config, reactor)
+        # Before any door is bound, so no SIGHUP can find the default action
+        # (exit, without a flush); a daemon's child inherits the handler.
+        install_sighup(top, config, reactor)
     return top
 
 
