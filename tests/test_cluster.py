@@ -313,3 +313,24 @@ def test_an_instance_whose_position_was_trimmed_from_the_stream_loads_the_state_
     replicator.tick()
     assert bool(loads) is reloaded and replicator.stats.resyncs == int(reloaded)
     assert [c[0] for c in replicator._redis.commands][-2:] == [b"XRANGE", b"XREAD"]
+
+
+def test_a_node_that_moved_here_keeps_its_entries_when_its_old_instance_lets_go():
+    log_a, log_b = ChangeLog(), ChangeLog()
+    a, b = make_core(log_a), make_core(log_b)
+    to_b = RemoteApplier(b, None, 65.0)
+    a.announce(announce_request(peer=1, port=8080, door="line"), 10.0)
+    a.pin(info_hash(1), peer_id(1), float("inf"))
+    ship(log_a, a, to_b, 10.0)
+    # The node connects to B now: B's own entry, pinned by B.
+    b.announce(announce_request(peer=1, port=8080, door="line"), 20.0)
+    b.pin(info_hash(1), peer_id(1), float("inf"))
+    to_b.local_changes(log_b.take())  # what B's replicator does with B's own batch
+    # A lets its old session go: unpinned, then removed after its grace period.
+    a.pin(info_hash(1), peer_id(1), 30.0)
+    ship(log_a, a, to_b, 30.0)
+    a.remove_peer(info_hash(1), peer_id(1))
+    ship(log_a, a, to_b, 90.0)
+    assert b.swarms[info_hash(1)].get(peer_id(1)).last_seen == float("inf")
+    # ... and says so again, so that A gets the entry back.
+    assert to_b.reassert == {(info_hash(1), peer_id(1))}

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.request
 from urllib.parse import quote_from_bytes
 
@@ -295,3 +296,40 @@ def test_an_instance_started_while_redis_is_away_serves_and_joins_when_it_is_bac
         a.stop()
         if c is not None:
             c.stop()
+
+
+def test_a_node_that_moves_to_the_other_instance_stays_at_it_and_comes_back_at_the_first(tmp_path, redis):
+    a = Instance(tmp_path, "a", redis, "--line-grace", "1")
+    b = Instance(tmp_path, "b", redis, "--line-grace", "1")
+    hex_hash = info_hash(11).hex()
+    try:
+        node = LineSocket(a.line)
+        node.command("HELLO node=edge-7 port=8087")
+        node.command("HAVE " + hex_hash)
+        eventually(lambda: 8087 in b.ports_seen_by(11), "node at A listed at B")
+        node.command("QUIT")
+        node.close()
+        node = LineSocket(b.line)  # the same node, now at B
+        assert node.command("HELLO node=edge-7 port=8087")[0].startswith("OK HELLO")
+        node.command("HAVE " + hex_hash)
+        # A's grace period for its old session ends (1 s) and A drops its
+        # entry: B keeps it all along, and A gets it back from B.
+        eventually(lambda: 8087 in b.ports_seen_by(11), "the node listed at B")
+        assert _stays(lambda: 8087 in b.ports_seen_by(11))
+        eventually(lambda: 8087 in a.ports_seen_by(11), "the node listed at A again")
+        node.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _stays(check, seconds: float = 3.0) -> bool:
+    """True if `check` holds at every look for `seconds` (here: past A's grace
+    period and several ticks); looks through poll_real_process."""
+    until = time.monotonic() + seconds
+    try:
+        poll_real_process(lambda: not check() or time.monotonic() >= until, seconds + 5.0,
+                          "the check to fail or the time to pass", interval_s=0.2)
+    except TimeoutError:
+        return False
+    return check()

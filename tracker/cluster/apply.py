@@ -12,7 +12,10 @@ The rules (docs/cluster.md, consistency model):
 - a removal applies to a copy not refreshed since; a removal that may be only
   the origin's expiry (the copy is within `ttl - margin` of expiring here as
   well) is left to this instance's own expiry, which never drops it early;
-- a completion counts once per peer (the swarm's completion fingerprints).
+- a completion counts once per peer (the swarm's completion fingerprints);
+- an entry pinned at +inf (a CDN node connected somewhere) is unpinned or
+  removed only by the instance whose pin it holds: a node that moved to this
+  instance keeps its entries when its old instance lets its session go.
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ class RemoteApplier:
         # Copies pinned at +inf (CDN nodes connected elsewhere), by origin:
         # if that origin dies they must start to age (see unpin_origin).
         self.pinned: Dict[str, Set[PeerKey]] = {}
+        # This instance's own pinned entries another instance dropped: published again.
+        self.reassert: Set[PeerKey] = set()
         self.applied = 0
         self.ignored = 0
 
@@ -104,6 +109,27 @@ class RemoteApplier:
         self.applied += 1
         return True
 
+    def local_changes(self, batch) -> None:
+        """This instance's own batch: an entry it announced or pinned itself is
+        no longer another instance's pin (a CDN node that moved here)."""
+        if not self.pinned:
+            return
+        for keys in self.pinned.values():
+            if keys:
+                keys.difference_update(batch.peers)
+                keys.difference_update(batch.seen)
+
+    def _pinned_elsewhere(self, key: PeerKey) -> None:
+        """`origin` wanted to unpin or remove an entry pinned by another: if the
+        pin is this instance's own (the node is connected here), say so again
+        (`reassert`, published next tick), so `origin` gets the entry back."""
+        if not any(key in keys for keys in self.pinned.values()):
+            self.reassert.add(key)
+
+    def _pinned_by(self, origin: str, key: PeerKey) -> bool:
+        keys = self.pinned.get(origin)
+        return keys is not None and key in keys
+
     def _track_pin(self, origin: str, key: PeerKey, seen: float) -> None:
         if seen == INFINITY:
             self.pinned.setdefault(origin, set()).add(key)
@@ -122,6 +148,9 @@ class RemoteApplier:
         if pool is None:
             return
         current = pool.seen(pos)
+        if current == INFINITY and not self._pinned_by(origin, (info_hash, peer_id)):
+            self._pinned_elsewhere((info_hash, peer_id))  # not `origin`'s to unpin
+            return
         if seen > current or current == INFINITY:
             pool.set_seen(pos, seen)
             self._track_pin(origin, (info_hash, peer_id), seen)
@@ -135,6 +164,10 @@ class RemoteApplier:
         if pool is None:
             return
         current = pool.seen(pos)
+        if current == INFINITY and not self._pinned_by(origin, (info_hash, peer_id)):
+            self.ignored += 1  # a CDN node's entry that moved here (or elsewhere): not theirs
+            self._pinned_elsewhere((info_hash, peer_id))
+            return
         ttl = self.core.settings.effective_peer_ttl_s
         if current != INFINITY and (current > at or current < at - ttl + self.margin_s):
             # Announced again since, or perhaps only expired at the origin.

@@ -294,11 +294,14 @@ class Replicator(Service):
     def tick(self) -> None:
         batch = self.changes.take()
         if batch:
+            self.applier.local_changes(batch)
             wire = wire_part(batch)
             if wire is not None:
                 self.outbox.absorb(wire)
             if self.store_feed is not None:
                 self.store_feed.absorb(batch)
+        if self.applier.reassert:
+            self._reassert()
         self.stats.outbox = len(self.outbox)
         redis = self._redis
         if redis is None or self._busy:
@@ -321,6 +324,16 @@ class Replicator(Service):
         d.addCallbacks(self._published, self._failed, callbackArgs=(out, beat),
                        errbackArgs=(out,))
         self._inflight = d
+
+    def _reassert(self) -> None:
+        """Publish again this instance's pinned entries that another dropped."""
+        for info_hash, peer_id in self.applier.reassert:
+            swarm = self.core.swarms.get(info_hash)
+            peer = swarm.get(peer_id) if swarm is not None else None
+            if peer is not None and peer.last_seen == float("inf"):
+                self.outbox.peer_updated(info_hash, peer_id, (
+                    peer.ip, peer.port, 0 if peer.seeder else 1, 0, 0, peer.last_seen, peer.door))
+        self.applier.reassert = set()
 
     def _published(self, results: List[Any], out: ChangeBatch, beat: bool) -> None:
         self._busy = False
