@@ -492,6 +492,11 @@ def test_a_re_announce_after_the_rules_changed_is_refused(door, core):
     core.access.add("deny", HASH)
     browser.announce(pid(1), left=1)
     assert browser.received()[-1]["failure reason"] == "this content is not tracked here"
+    assert door.browsers.counts(HASH) == (0, 0)      # and it left the swarm
+    assert door.core.stats.announces == {"ws": 1}     # a refused announce is not counted
+    core.access.remove("deny", HASH)
+    browser.announce(pid(1), left=1)
+    assert door.browsers.counts(HASH) == (0, 1)
 
 
 def test_an_oversized_handshake_gets_400(door):

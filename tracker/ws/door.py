@@ -388,8 +388,6 @@ class WsTrackerFactory(TimedConnections, Factory):
         connection.send_text(format_failure(error))
 
     def announce(self, connection: WsTrackerProtocol, request: Announce) -> None:
-        stats = self.core.stats.announces
-        stats[DOOR_WS] = stats.get(DOOR_WS, 0) + 1
         info_hash = request.info_hash
         session = connection.sessions.get(request.peer_id)
         if request.event == EVENT_STOPPED:
@@ -408,14 +406,27 @@ class WsTrackerFactory(TimedConnections, Factory):
             # A re-announce that changes nothing (the common case) skips the registry.
             if new or completed or session.entries[info_hash] != left:
                 self.sessions.set_entry(session, info_hash, left, completed=completed)
-            elif self.core.access.active:   # rules changed since: refused as a new one would be
-                self.core.access.check(info_hash, session.ip)
+            elif self.core.access.active:
+                self._check_again(connection, session, info_hash)
             connection.entries += new
+        stats = self.core.stats.announces   # counted once answered, as on the other doors
+        stats[DOOR_WS] = stats.get(DOOR_WS, 0) + 1
         complete, incomplete = self.counts(info_hash)
         connection.send_text(format_announce(info_hash, complete, incomplete,
                                              self.settings.interval_s))
         if request.offers and request.event != EVENT_STOPPED:
             self._forward_offers(request)
+
+    def _check_again(self, connection: WsTrackerProtocol, session: Session,
+                     info_hash: bytes) -> None:
+        """The access rules may have changed since the entry was made (content
+        denied, the address banned): refused now, the entry leaves its swarm."""
+        try:
+            self.core.access.check(info_hash, session.ip)
+        except TrackerError:
+            self.sessions.drop_entry(session, info_hash)
+            connection.entries -= 1
+            raise
 
     def _attach(self, connection: WsTrackerProtocol, request: Announce) -> Session:
         if len(connection.sessions) >= self.settings.max_peer_ids:
