@@ -89,3 +89,63 @@ class Instance:
 
     def stop(self) -> bool:
         return self.process.stop()
+
+
+class RedisCluster:
+    """Three redis-server masters (--cluster-enabled yes) joined by redis-cli --cluster create."""
+
+    def __init__(self, tmp_path: Path, masters: int = 3) -> None:
+        self.ports = [_cluster_port() for _ in range(masters)]
+        self.processes = []
+        for port in self.ports:
+            node_dir = tmp_path / ("node-%d" % port)
+            node_dir.mkdir()
+            self.processes.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file",
+                 "nodes.conf", "--dir", str(node_dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in self.ports:
+            poll_real_process(lambda: _pings(port), 10.0, "redis-server %d to answer" % port)
+        subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in self.ports]
+                       + ["--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        poll_real_process(lambda: all(_cluster_ok(p) for p in self.ports), 20.0, "the cluster to be ok")
+
+    def url(self, node: int) -> str:
+        return "redis://127.0.0.1:%d/0" % self.ports[node]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+def _pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _cluster_ok(port: int) -> bool:
+    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True,
+                          text=True, timeout=10).stdout
+    return "cluster_state:ok" in info

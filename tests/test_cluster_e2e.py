@@ -20,6 +20,7 @@ import pytest
 from cluster_processes import ADMIN_TOKEN, Instance, RedisServer
 from e2e_clients import LineSocket, announce_target, get
 from helpers import bdecode, info_hash, peer_id
+from tracker.cluster import snapshot as keys
 from process import REPO, free_port, poll_real_process, source_env
 
 pytestmark = [pytest.mark.e2e,
@@ -96,7 +97,7 @@ def test_no_echo_a_peer_is_published_only_by_the_instance_it_announced_to(pair, 
     a, b = pair
     a.announce(2, 1, 7011)
     eventually(lambda: 7011 in b.ports_seen_by(2), "peer from A at B")
-    entries = _redis(redis, "XRANGE", "tracker:changes", "-", "+")
+    entries = _redis(redis, "XRANGE", keys.STREAM, "-", "+")
     origins = [e[1][e[1].index(b"o") + 1] for e in entries if info_hash(2) + peer_id(1) in e[1][5]]
     assert origins and set(origins) == {b"a"}, origins
 
@@ -188,7 +189,7 @@ def test_redis_stopped_and_started_empty_instances_keep_serving_and_resynchronis
     eventually(lambda: 7042 in b.ports_seen_by(5), "change made during the outage at B", RESYNC_S)
     # Each instance wrote its state again: a third instance starting now loads
     # both peers from the snapshot before it serves.
-    eventually(lambda: _redis(redis, "HLEN", "tracker:peers:%d" % (info_hash(5)[0] % 16)) >= 2,
+    eventually(lambda: _redis(redis, "HLEN", keys.shard_key(info_hash(5))) >= 2,
                "snapshot written again", RESYNC_S)
     c = Instance(tmp_path, "c", redis)
     try:
@@ -333,3 +334,29 @@ def _stays(check, seconds: float = 3.0) -> bool:
     except TimeoutError:
         return False
     return check()
+
+
+def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tmp_path):
+    from types import SimpleNamespace
+
+    from cluster_processes import RedisCluster
+
+    cluster = RedisCluster(tmp_path)
+    a = b = None
+    try:
+        a = Instance(tmp_path, "a", SimpleNamespace(url=cluster.url(0)))
+        b = Instance(tmp_path, "b", SimpleNamespace(url=cluster.url(1)))
+        a.announce(12, 1, 7071)
+        eventually(lambda: 7071 in b.ports_seen_by(12), "peer from A at B")
+        b.announce(12, 2, 7072)
+        eventually(lambda: 7072 in a.ports_seen_by(12), "peer from B at A")
+        c = Instance(tmp_path, "c", SimpleNamespace(url=cluster.url(2)))  # loads the snapshot
+        try:
+            assert {7071, 7072} <= c.ports_seen_by(12)
+        finally:
+            c.stop()
+    finally:
+        for instance in (a, b):
+            if instance is not None:
+                instance.stop()
+        cluster.stop()

@@ -282,7 +282,8 @@ SETTINGS: List[Setting] = [
             "applies"),
     Setting("redis", None, _redis_url,
             "share swarms with other tracker processes through Redis at this URL "
-            "(redis://HOST:PORT/DB; docs/cluster.md); none: one process on its own"),
+            "(redis://HOST:PORT/DB, or any node of a Redis Cluster; docs/cluster.md); none: "
+            "one process on its own"),
     Setting("instance-id", None, _optional_text,
             "this process's name among the instances sharing --redis [default: host name:HTTP port]"),
     Setting("reuse-port", False, _flag,

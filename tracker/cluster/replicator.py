@@ -22,7 +22,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
@@ -142,8 +142,9 @@ class Replicator(Service):
         self._inflight: Optional[Deferred] = None
         self._factory = Factory.forProtocol(RedisProtocol)
         self._factory.noisy = False
-        self._endpoint = TCP4ClientEndpoint(reactor, self.address.host, self.address.port,
-                                            timeout=START_TIMEOUT_S)
+        # The node given by --redis; a Redis Cluster may redirect us to another
+        # (MOVED), and we come back here when that one cannot be reached.
+        self.seed_address = self.address
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -187,7 +188,16 @@ class Replicator(Service):
             return
         try:
             self._load(redis)
-        except (OSError, RedisError) as e:
+        except RedisError as e:
+            moved = moved_to(e)
+            if moved is None or (moved[0], moved[1]) == (self.address.host, self.address.port):
+                log.error("loading the shared state from Redis at {url} failed ({error}): "
+                          "serving from this instance's memory", url=self.url, error=str(e))
+                return
+            self.address = self.address._replace(host=moved[0], port=moved[1])
+            redis.close()
+            self._load_at_start()  # the node that holds our keys (Redis Cluster)
+        except OSError as e:
             log.error("loading the shared state from Redis at {url} failed ({error}): serving "
                       "from this instance's memory", url=self.url, error=str(e))
         finally:
@@ -220,11 +230,21 @@ class Replicator(Service):
         self._retry = None
         if not self.running:
             return
-        d = self._endpoint.connect(self._factory)
+        endpoint = TCP4ClientEndpoint(self.reactor, self.address.host, self.address.port,
+                                      timeout=START_TIMEOUT_S)
+        d = endpoint.connect(self._factory)
         d.addCallback(self._prepare)
         d.addErrback(self._connect_failed)
 
     def _connect_failed(self, failure) -> None:
+        moved = moved_to(failure.value)
+        if moved is not None and self.running:
+            self.address = self.address._replace(host=moved[0], port=moved[1])
+            log.info("Redis Cluster: the tracker's keys are at {host}:{port}", host=moved[0],
+                     port=moved[1])
+            self._retry = self.reactor.callLater(0, self._connect)
+            return
+        self.address = self.seed_address
         if not self._down_logged:
             log.error("Redis at {url} cannot be reached ({error}): serving from memory, "
                       "keeping changes to publish when it can", url=self.url,
@@ -481,6 +501,17 @@ class Replicator(Service):
                 applier.removed(origin, info_hash, peer_id, at)
             else:
                 applier.completed(info_hash, peer_id, detail)
+
+
+def moved_to(error: Any) -> Optional[tuple]:
+    """(host, port) of a Redis Cluster `MOVED slot host:port` error, else None."""
+    if isinstance(error, FirstError):
+        error = error.subFailure.value
+    text = str(error)
+    if not text.startswith("MOVED "):
+        return None
+    host, _, port = text.split()[-1].rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None
 
 
 def stream_id(entry_id: bytes) -> tuple:

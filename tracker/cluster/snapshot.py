@@ -1,5 +1,7 @@
 """The shared keys in Redis and the snapshot: what a new instance loads before it serves.
 
+(each name starts with `{tracker}:`, written tracker: here)
+
     tracker:epoch            a random value; a different one means Redis lost its data
     tracker:changes          the stream of batches (XADD ... MAXLEN ~)
     tracker:peers:N          16 hashes: info_hash+peer_id -> snapshot row (codec.py)
@@ -23,7 +25,9 @@ from tracker.cluster.codec import KEY_WIDTH, parse_snapshot_row, peer_flags, sna
 from tracker.core import TrackerCore
 from tracker.core.swarm import completion_key
 
-PREFIX = b"tracker:"
+# One hash tag: on a Redis Cluster every key of the tracker is in one slot, so
+# a tick's pipeline (and the stream read) goes to one node.
+PREFIX = b"{tracker}:"
 EPOCH = PREFIX + b"epoch"
 STREAM = PREFIX + b"changes"
 CONTENT = PREFIX + b"content"

@@ -17,8 +17,7 @@ def parse_redis_url(url: str) -> RedisAddress:
     """Raise ValueError (the option's message) for anything but redis://HOST[:PORT][/DB]."""
     parts = urlsplit(url)
     if parts.scheme != "redis":
-        raise ValueError("must be redis://HOST[:PORT][/DB] (rediss:// and clusters are not "
-                         "supported yet)")
+        raise ValueError("must be redis://HOST[:PORT][/DB] (rediss:// is not supported yet)")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
