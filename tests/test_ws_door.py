@@ -17,6 +17,7 @@ from wsproto.events import (
 
 from tracker.core import AnnounceRequest, TrackerCore
 from tracker.core.browsers import BrowserPeers
+from tracker.limits import REFUSED_PER_ADDRESS, AnnounceRateLimiter, ConnectionLimiter
 from tracker.ws.door import WsDoorSettings, WsTrackerFactory
 
 HASH = bytes(range(200, 220))
@@ -36,8 +37,9 @@ class Browser:
 
     def __init__(self, factory: WsTrackerFactory, ip: str = "192.0.2.10",
                  headers=()) -> None:
-        self.protocol = factory.buildProtocol(None)
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 50000))
+        address = IPv4Address("TCP", ip, 50000)
+        self.protocol = factory.buildProtocol(address)
+        self.transport = StringTransport(peerAddress=address)
         self.protocol.makeConnection(self.transport)
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.protocol.dataReceived(self.ws.send(Request(host="tracker", target="/announce",
@@ -566,3 +568,32 @@ def test_every_door_counts_browsers_in_replies_and_scrapes(door, core):
     browser.drop()
     entry = core.scrape([HASH], "udp")[HASH]
     assert (entry.complete, entry.incomplete) == (0, 0)
+
+
+# -- the bounds shared with the other stream doors ----------------------------------------
+
+
+def test_a_socket_past_the_connection_cap_gets_503_before_the_handshake(door):
+    limiter = door.limiter = ConnectionLimiter(max_total=100, max_per_address=1)
+    first = Browser(door, ip="192.0.2.10")
+    address = IPv4Address("TCP", "192.0.2.10", 50001)
+    refused = door.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    refused.makeConnection(transport)
+    assert transport.value().startswith(b"HTTP/1.1 503 ")
+    assert transport.disconnecting and limiter.refused[REFUSED_PER_ADDRESS] == 1
+    first.drop()
+    assert limiter.open == 0
+    assert Browser(door, ip="192.0.2.10").accepted
+
+
+def test_announces_past_the_allowance_get_a_failure_and_join_nothing(door, core):
+    door.rate_limiter = AnnounceRateLimiter(rate=1.0, burst=1)
+    browser = Browser(door)
+    browser.announce(pid(1))
+    assert "failure reason" not in browser.received()[0]
+    browser.announce(pid(2), info_hash=HASH2)
+    reply = browser.received()[0]
+    assert reply["failure reason"].startswith("too many requests from your address")
+    assert core.stats.failures["rate_limited"] == 1
+    assert core.scrape([HASH2])[HASH2].incomplete == 0

@@ -154,6 +154,7 @@ def _every(top: TrackerService, reactor, interval_s: float, call) -> None:
 def _ws_door(top: TrackerService, reactor, config: Options) -> None:
     """The WebSocket door for browser peers (tracker/ws/)."""
     top.ws_factory = WsTrackerFactory(top.core, reactor, ws_settings(config))
+    top.ws_factory.limiter, top.ws_factory.rate_limiter = top.limits.connections, top.limits.requests
     _listen(top, reactor, "ws", config["ws"], top.ws_factory)
     _every(top, reactor, TIMEOUT_CHECK_S, top.ws_factory.tick)
 

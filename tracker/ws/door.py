@@ -31,7 +31,9 @@ from tracker.addresses import in_networks, normalise_ip, pack_ip
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, TrackerCore, TrackerError
 from tracker.core.browsers import DOOR_WS, BrowserPeers
 from tracker.doors.fastwrite import send_now, supports_send_now
+from tracker.doors.admission import LimitedConnections
 from tracker.doors.timeouts import TimedConnections
+from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
 from tracker.sessions import Session, SessionRefused, SessionRegistry
 from tracker.ws.protocol import (
     ANNOUNCE, MAX_OFFERS, Announce, Scrape, WsError, format_announce, format_answer,
@@ -321,7 +323,7 @@ def forwarded_client(value: bytes, proxies) -> Optional[str]:
     return None
 
 
-class WsTrackerFactory(TimedConnections, Factory):
+class WsTrackerFactory(LimitedConnections, TimedConnections, Factory):
     """The door's sockets, its browser peers and its session registry."""
 
     protocol = WsTrackerProtocol
@@ -349,10 +351,22 @@ class WsTrackerFactory(TimedConnections, Factory):
         self.connections.add(connection)
         self.stats.open = len(self.connections)
 
+    # Announces per second per client address (None: no limit); the service
+    # sets it, shared with the HTTP and UDP doors. Answers being relayed are
+    # not counted: they finish a connection another browser asked for.
+    rate_limiter = None
+
+    def refusal_message(self, text: str) -> bytes:
+        # Refused before the WebSocket handshake, which is HTTP.
+        body = text.encode("utf-8") + b"\n"
+        return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
     def connection_closed(self, connection: WsTrackerProtocol) -> None:
         """A closed socket leaves all its swarms at once."""
         self.connections.discard(connection)
         self.stats.open = len(self.connections)
+        self.connection_released(connection.peer_ip)
         for session in connection.sessions.values():
             self.sessions.detach(session, connection)
         connection.sessions = {}
@@ -364,6 +378,10 @@ class WsTrackerFactory(TimedConnections, Factory):
         """Answer one text message; bad input gets a `failure reason`."""
         try:
             request = parse_message(text, self.settings.max_offers)
+            limiter = self.rate_limiter
+            if limiter is not None and not isinstance(request, Scrape) and request.answer is None \
+                    and not limiter.allow(connection.client_ip, self.now):
+                raise WsError(RATE_LIMITED, RATE_LIMITED_MESSAGE, ANNOUNCE, request.info_hash)
             if isinstance(request, Scrape):
                 self.scrape(connection, request)
             elif request.answer is not None:
