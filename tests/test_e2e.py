@@ -81,7 +81,7 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     (workdir / "tracker.toml").write_text(
-        'http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nadmin = "off"\ninterval = 1234\nmin-interval = 600\n'
+        'http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nws = "off"\nadmin = "off"\ninterval = 1234\nmin-interval = 600\n'
         % port)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the .tac makes its own tree importable
@@ -99,7 +99,7 @@ def test_tac_builds_the_same_service_from_any_directory(tmp_path):
 def test_plugin_and_tac_take_settings_from_the_same_file(tmp_path):
     port = free_port()
     config = tmp_path / "settings.toml"
-    config.write_text('http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nadmin = "off"\ninterval = 999\n'
+    config.write_text('http = "tcp:%d:interface=127.0.0.1"\nudp = "off"\nline = "off"\nws = "off"\nadmin = "off"\ninterval = 999\n'
                       'min-interval = 99\n' % port)
     tracker = TrackerProcess(["tracker", "--config", str(config)], tmp_path, [("127.0.0.1", port)])
     try:

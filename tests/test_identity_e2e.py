@@ -26,7 +26,7 @@ def tracker(tmp_path_factory):
     udp_port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
     process = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % port, "--udp", "127.0.0.1:%d" % udp_port,
-         "--line", "off", "--admin", "tcp:%d:interface=127.0.0.1" % admin, "--db", "off"],
+         "--line", "off", "--ws", "off", "--admin", "tcp:%d:interface=127.0.0.1" % admin, "--db", "off"],
         tmp_path_factory.mktemp("identity"), [("127.0.0.1", port), ("127.0.0.1", admin)])
     process.port, process.udp_port, process.admin_port = port, udp_port, admin
     yield process

@@ -61,7 +61,7 @@ def test_a_libtorrent_client_that_changes_address_keeps_its_entry(tmp_path, sche
     udp_port = free_port(kind=socket.SOCK_DGRAM)
     tracker = TrackerProcess(
         ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % tracker_port,
-         "--udp", "127.0.0.1:%d" % udp_port, "--line", "off", "--admin", "off", "--db", "off",
+         "--udp", "127.0.0.1:%d" % udp_port, "--line", "off", "--ws", "off", "--admin", "off", "--db", "off",
          "--interval", "5", "--min-interval", "1",
          # No expiry during the test: only the key can move the entry.
          "--sweep-interval", "3600", "--peer-ttl", "3600"],

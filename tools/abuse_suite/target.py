@@ -38,7 +38,7 @@ class Target:
     def args(self) -> List[str]:
         return ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
                 "--udp", "127.0.0.1:%d" % self.udp_port,
-                "--line", "tcp:%d:interface=127.0.0.1" % self.line_port,
+                "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--ws", "off",
                 "--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port,
                 "--db", str(self.db),
                 # Every case's load comes from loopback: the per-address allowance

@@ -33,7 +33,7 @@ class Tracker:
         db = db or str(workdir / ("tracker-%d.sqlite3" % self.port))
         args = ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.port,
                 "--udp", "127.0.0.1:%d" % self.udp_port,
-                "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--admin", "off",
+                "--line", "tcp:%d:interface=127.0.0.1" % self.line_port, "--ws", "off", "--admin", "off",
                 "--db", db,
                 # The load generators send everything from one address: no
                 # per-address allowance or connection cap, as for opentracker.
