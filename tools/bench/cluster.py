@@ -11,6 +11,9 @@ sent to one instance (A), persistence as deployed (a database per instance):
   B asked every 5 ms until its reply holds the probe (p50, p99, max).
 With `--join N` only: the start of an instance joining a cluster whose Redis
 snapshot holds N live peers (N/100 torrents), until it answers with them.
+With `--lua N` only: the alternative design, N announces each done as one
+Redis Lua script (the peer written with its time, the swarm's counts and a
+sample of 50 read), pipelined 100 at a time: Redis and client CPU per announce.
 """
 from __future__ import annotations
 
@@ -222,6 +225,50 @@ def measure_join(args) -> Dict[str, float]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# The alternative: the whole announce in Redis (a hash per swarm: peer -> "seen seeder
+# compact"; counts from a seeders counter and HLEN; 50 peers by HRANDFIELD).
+ANNOUNCE_LUA = """
+local swarm, seeders = KEYS[1], KEYS[2]
+local old = redis.call('HGET', swarm, ARGV[1])
+redis.call('HSET', swarm, ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+local was = old and string.sub(old, -1) == '1' and 1 or 0
+local now = tonumber(ARGV[3])
+if now ~= was then redis.call('INCRBY', seeders, now - was) end
+local sample = redis.call('HRANDFIELD', swarm, 50, 'WITHVALUES')
+return {redis.call('HLEN', swarm), tonumber(redis.call('GET', seeders) or '0'), sample}
+"""
+
+
+def measure_lua(args) -> Dict[str, float]:
+    from tracker.cluster.resp import BlockingRedis
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-lua-"))
+    redis = Redis(workdir)
+    try:
+        client = BlockingRedis("127.0.0.1", redis.port)
+        sha = client.command("SCRIPT", "LOAD", ANNOUNCE_LUA)
+        def calls(first: int, count: int):
+            out = []
+            for n in range(first, first + count):
+                torrent, peer = n % args.torrents, (n // args.torrents) % args.peers
+                out.append([b"EVALSHA", sha, 2, b"s:%d" % torrent, b"c:%d" % torrent,
+                            b"p%d" % peer, repr(time.time()), n % 2, b"\x0a\x00\x00\x01\x1a\xe1"])
+            return out
+        for first in range(0, args.torrents * args.peers, 100):  # the population first
+            client.pipeline(calls(first, 100))
+        cpu_redis, cpu_client = process_cpu_s(redis.process.pid), time.process_time()
+        for first in range(0, args.lua, 100):
+            client.pipeline(calls(first, 100))
+        redis_us = (process_cpu_s(redis.process.pid) - cpu_redis) / args.lua * 1e6
+        client_us = (time.process_time() - cpu_client) / args.lua * 1e6
+        client.close()
+        return {"announces": args.lua, "redis_cpu_us_per_announce": redis_us,
+                "client_cpu_us_per_announce": client_us}
+    finally:
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def report(results: Dict[str, Dict[str, float]], args) -> str:
     single, cluster = results["single"], results["cluster"]
     ratio = cluster["cpu_us_per_announce_server"] / single["cpu_us_per_announce_server"]
@@ -254,10 +301,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--join", type=int, metavar="N",
                         help="only: start an instance on a snapshot of N peers (e.g. 1000000)")
+    parser.add_argument("--lua", type=int, metavar="N",
+                        help="only: N announces as Redis Lua scripts (the alternative design)")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         parser.error("redis-server is not installed")
-    if args.join:
+    if args.lua:
+        results = {"lua": measure_lua(args)}
+        lua = results["lua"]
+        print("announce as a Redis Lua script (%d): Redis CPU %.1f us, client CPU %.1f us per "
+              "announce" % (lua["announces"], lua["redis_cpu_us_per_announce"],
+                            lua["client_cpu_us_per_announce"]))
+    elif args.join:
         results = {"join": measure_join(args)}
         join = results["join"]
         print("instance joining a cluster of %d peers: loaded %d in %.1f s, serving %.1f s after "
