@@ -5,6 +5,7 @@ a restart comes back empty) and two twistd instances pointed at it; waits on
 the real processes go through poll_real_process."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -360,3 +361,19 @@ def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tm
             if instance is not None:
                 instance.stop()
         cluster.stop()
+
+
+def test_the_cluster_benchmark_quick_modes_run(tmp_path):
+    """tools/bench/cluster.py --join and --lua at tiny sizes (the full scenario
+    needs the C loaders and minutes: it is run by hand, see docs/cluster.md)."""
+    for args in (["--join", "500"], ["--lua", "300", "--torrents", "10", "--peers", "5"]):
+        result = subprocess.run([sys.executable, "-m", "tools.bench.cluster", "--json",
+                                 str(tmp_path / "out.json")] + args, cwd=str(REPO),
+                                capture_output=True, text=True, timeout=120, env=source_env())
+        assert result.returncode == 0, result.stderr
+        figures = json.loads((tmp_path / "out.json").read_text())
+        if args[0] == "--join":
+            assert figures["join"]["loaded_peers"] == 500 and figures["join"]["start_to_serving_s"] > 0
+        else:
+            # (Redis CPU is read from /proc in clock ticks: too coarse for 300 calls.)
+            assert figures["lua"]["announces"] == 300 and figures["lua"]["client_cpu_us_per_announce"] > 0

@@ -41,7 +41,7 @@ from tools.bench.servers import Tracker, fill  # noqa: E402
 
 from process import free_port, poll_real_process, process_cpu_s  # noqa: E402
 
-COMMON_ARGS = ["--ws", "off", "--request-rate", "0"]
+COMMON_ARGS = ["--request-rate", "0"]  # (servers.Tracker already turns the WebSocket door off)
 PROBE_POLL_S = 0.005
 _PEERS = re.compile(rb"5:peers(\d+):")
 
