@@ -203,7 +203,7 @@ class RemoteApplier:
     def content(self, info_hash: bytes, first_seen: float, name: Optional[str],
                 size: Optional[int]) -> None:
         swarm = self._swarm(info_hash, first_seen)
-        if first_seen < swarm.first_seen:
+        if first_seen < swarm.first_seen or not swarm.first_seen:  # 0: made for a completion
             swarm.first_seen = first_seen
         if name is not None:
             swarm.name = name
