@@ -87,10 +87,13 @@ def test_http_and_line_doors_share_one_limiter():
     assert transport.value().startswith(b"HTTP/1.1 503 ")
 
 
-def test_http_client_that_does_not_read_stops_being_read():
+def test_http_door_is_its_transports_streaming_producer():
+    # The transport pauses its producer when its send buffer fills (a client
+    # that sends requests but does not read the replies); the door then stops
+    # reading that client's requests until it catches up.
     factory = make_http()
     protocol, transport = connect(factory, "10.0.0.1")
-    # The transport's send buffer filled up: it pauses its producer.
+    assert transport.producer is protocol and transport.streaming
     protocol.pauseProducing()
     assert transport.producerState == "paused"
     protocol.resumeProducing()
@@ -107,6 +110,32 @@ def test_http_connection_with_unread_replies_is_aborted_at_the_idle_timeout():
     clock.advance(31)
     factory.tick()
     # Aborted, not closed politely (which would wait for the client to read).
+    assert transport.disconnected
+
+
+def test_paused_connection_with_half_a_request_is_aborted_at_the_idle_timeout():
+    clock = Clock()
+    factory = make_http(clock=clock)
+    protocol, transport = connect(factory, "10.0.0.1")
+    protocol.dataReceived(b"GET %s HTTP/1.1\r\n\r\nGET /annou" % announce_target())
+    protocol.pauseProducing()
+    clock.advance(31)
+    factory.tick()
+    assert transport.disconnected
+
+
+def test_connection_still_closing_an_idle_timeout_later_is_aborted():
+    clock = Clock()
+    factory = make_http(clock=clock)
+    protocol, transport = connect(factory, "10.0.0.1")
+    protocol.dataReceived(b"GET /announce HTTP/1.1\r\nConnection: close\r\n\r\n")
+    # Closing politely: the reply is written, the client has not read it.
+    assert transport.disconnecting and not transport.disconnected
+    clock.advance(29)
+    factory.tick()
+    assert not transport.disconnected
+    clock.advance(2)
+    factory.tick()
     assert transport.disconnected
 
 

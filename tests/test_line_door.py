@@ -656,3 +656,16 @@ def test_line_auth_option_is_decided_at_start():
         options.parseOptions(argv)
         chosen[name] = options["line-auth"]
     assert chosen == {"none": "open", "tokens": "token", "explicit": "open"}
+
+
+def test_connection_that_never_reads_its_last_replies_is_aborted(factory, clock):
+    node = Node(factory)
+    assert node.send("QUIT") == ["OK BYE"]
+    # Closing politely: the client has not read the reply.
+    assert node.transport.disconnecting and not node.transport.disconnected
+    clock.advance(299)
+    factory.tick()
+    assert not node.transport.disconnected
+    clock.advance(2)
+    factory.tick()
+    assert node.transport.disconnected

@@ -597,3 +597,16 @@ def test_announces_past_the_allowance_get_a_failure_and_join_nothing(door, core)
     assert reply["failure reason"].startswith("too many requests from your address")
     assert core.stats.failures["rate_limited"] == 1
     assert core.scrape([HASH2])[HASH2].incomplete == 0
+
+
+def test_a_socket_that_never_reads_its_close_is_aborted(door, clock):
+    browser = Browser(door)
+    clock.advance(301)
+    door.tick()  # idle: closed with 1001
+    browser.received()
+    assert browser.close_code() == 1001
+    # The browser neither reads nor answers the close: a polite close would wait forever.
+    for _ in range(2):
+        clock.advance(301)
+        door.tick()
+    assert browser.transport.disconnected

@@ -25,8 +25,11 @@ def send_without_reading(sock: socket.socket, request: bytes, total: int, stall_
     sent = 0
     last_progress = time.monotonic()
     while sent < total and time.monotonic() - last_progress < stall_s:
+        # Go on from where the last partial send stopped, so the stream stays
+        # whole requests one after another.
+        offset = sent % len(payload)
         try:
-            n = sock.send(payload[:total - sent])
+            n = sock.send(payload[offset:offset + total - sent])
         except BlockingIOError:
             select.select([], [sock], [], 0.5)
             continue

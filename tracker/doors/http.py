@@ -138,6 +138,7 @@ class HTTPTrackerProtocol(Protocol):
             self.peer_ip, self.settings.trusted_proxies)
         self._forwarded: Optional[bytes] = None
         self._paused = False
+        self._closing_since = 0.0
         factory.connections.add(self)
         # Flow control: a client that sends requests but does not read the
         # replies fills our send buffer; the transport then pauses us and we
@@ -222,26 +223,33 @@ class HTTPTrackerProtocol(Protocol):
 
     def _close(self, out: List[bytes]) -> None:
         self._closing = True
+        self._closing_since = self.factory.now
         self._buffer = b""
         if out:
             self.transport.write(b"".join(out))
         self.transport.loseConnection()
 
     def check_timeout(self, now: float) -> None:
-        """Called by the factory's timer: close idle and too-slow connections."""
+        """Called by the factory's timer: close idle and too-slow connections.
+
+        A client that does not read what is left to send would keep a polite
+        close waiting forever: a connection paused on its unread replies is
+        aborted instead, and so is one still closing an idle timeout later."""
+        settings = self.settings
         if self._closing:
-            return
-        if self._buffer:
-            if now - self._request_started >= self.settings.request_timeout_s:
-                self._close([self._status_reply(408, "request not completed in time")])
-        elif now - self.last_active >= self.settings.idle_timeout_s:
-            self._closing = True
-            if self._paused:
-                # Replies are waiting for a client that does not read: a
-                # polite close would wait for it forever.
+            if now - self._closing_since >= settings.idle_timeout_s:
                 self.transport.abortConnection()
-            else:
-                self.transport.loseConnection()
+            return
+        if self._paused and now - self.last_active >= settings.idle_timeout_s:
+            self._closing = True
+            self.transport.abortConnection()
+        elif self._buffer:
+            if now - self._request_started >= settings.request_timeout_s:
+                self._close([self._status_reply(408, "request not completed in time")])
+        elif now - self.last_active >= settings.idle_timeout_s:
+            self._closing = True
+            self._closing_since = now
+            self.transport.loseConnection()
 
     # -- one request --------------------------------------------------------
 

@@ -90,6 +90,7 @@ class LineTrackerProtocol(LineReceiver):
         self.last_active = 0.0
         self._errors = 0
         self._closing = False
+        self._closing_since = 0.0
         # Events not sent yet (this reactor turn's, or held while the client is
         # not reading): (not of this node's region, line, info hash), and bytes.
         self._events: List[Tuple[bool, str, bytes]] = []
@@ -140,8 +141,10 @@ class LineTrackerProtocol(LineReceiver):
         self._refuse(LineError(code, message, close=True))
 
     def _close_after_replies(self) -> None:
-        """Close after the replies already written; read no further lines."""
+        """Close after the replies already written; read no further lines
+        (`check_timeout` aborts it if the client never reads them)."""
         self._closing = True
+        self._closing_since = self.factory.now
         self.transport.loseConnection()
 
     def lineReceived(self, raw: bytes) -> None:
@@ -360,9 +363,13 @@ class LineTrackerProtocol(LineReceiver):
     # -- timeouts ---------------------------------------------------------------------------
 
     def check_timeout(self, now: float) -> None:
-        if self._closing:
-            return
         settings = self.factory.settings
+        if self._closing:
+            # A client that does not read its last replies would keep a
+            # polite close waiting forever.
+            if now - self._closing_since >= settings.idle_timeout_s:
+                self.transport.abortConnection()
+            return
         stalled_s = 0.0 if self._paused_at is None else now - self._paused_at
         if stalled_s >= settings.stall_timeout_s and (self._events or self._resync):
             self._cut_off("read nothing for %.0f s while events waited" % stalled_s)

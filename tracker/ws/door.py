@@ -106,6 +106,7 @@ class WsTrackerProtocol(Protocol):
         self.open = False
         self.paused = False
         self.closing = False
+        self._closing_since = 0.0
         self._paused_at = 0.0
         self._opened_at = 0.0
         self.last_active = 0.0
@@ -237,7 +238,10 @@ class WsTrackerProtocol(Protocol):
         self.close_ws(CLOSE_POLICY, message)
 
     def _lose(self) -> None:
+        """Close after what is already written (`check_timeout` aborts the
+        socket if the browser never reads it)."""
         self.closing = True
+        self._closing_since = self.factory.now
         self.open = False
         self.transport.loseConnection()
 
@@ -272,9 +276,11 @@ class WsTrackerProtocol(Protocol):
         self.closing = True
 
     def check_timeout(self, now: float) -> None:
-        if self.closing:
-            return
         settings = self.factory.settings
+        if self.closing:
+            if now - self._closing_since >= settings.idle_timeout_s:
+                self.transport.abortConnection()
+            return
         if not self.open:
             if now - self._opened_at >= settings.handshake_timeout_s:
                 self._lose()
