@@ -104,6 +104,24 @@ def test_ip_parameter_is_used_when_allowed(core, clock):
     assert b"failure reason" in Client(factory).announce(ip="not-an-ip")
 
 
+def test_a_declared_ip_does_not_make_a_stranger_the_owner(core, clock):
+    factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings(allow_ip_param=True))
+    Client(factory, "10.0.0.5").announce()
+    # The attacker knows the victim's peer id and address (compact=0 replies show both).
+    refused = Client(factory, "10.0.0.9").announce(ip="10.0.0.5", event="stopped")
+    assert refused[b"failure reason"].startswith(b"this peer id is announced from another address")
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.5"
+    assert core.stats.failures["peer_not_owner"] == 1
+
+
+def test_a_client_declaring_its_ip_keeps_its_entry_with_its_key(core, clock):
+    factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings(allow_ip_param=True))
+    Client(factory, "10.0.0.1").announce(ip="1.2.3.4", key="1a2b3c4d")
+    reply = Client(factory, "10.0.0.7").announce(ip="1.2.3.4", key="1a2b3c4d", left=0)
+    assert b"failure reason" not in reply
+    assert core.swarms[info_hash(1)].seeders == 1
+
+
 def test_tracker_id_and_warning_message_when_configured(core, clock):
     factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings(
         tracker_id=b"trk-1", warning_message=b"moving soon"))

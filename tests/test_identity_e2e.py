@@ -1,6 +1,6 @@
 """End to end: a peer's entry belongs to its owner. The real `twistd` process;
-raw HTTP and UDP announces from 127.0.0.1 (the owner) and 127.0.0.2 (a
-stranger who knows the owner's peer id); refusals visible in /metrics."""
+raw HTTP and UDP announces from 127.0.0.1 (the owner) and 127.0.0.2 or ::1
+(a stranger who knows the owner's peer id); refusals visible in /metrics."""
 from __future__ import annotations
 
 import http.client
@@ -101,3 +101,41 @@ def test_a_client_that_moves_with_its_key_keeps_its_entry(tracker):
     assert seen_from(tracker, 3, OWNER, port=7099) == bytes([127, 0, 0, 2]) + (7004).to_bytes(2, "big")
     # The old address is now the stranger.
     assert udp_announce(tracker, OWNER, swarm=3, peer=1, event=3)[8:].startswith(NOT_OWNER)
+
+
+@pytest.fixture
+def dual_stack_tracker(tmp_path):
+    """HTTP and UDP on `::`, so 127.0.0.1 and ::1 reach the same door."""
+    port = free_port(socket.AF_INET6)
+    udp_port = free_port(socket.AF_INET6, socket.SOCK_DGRAM)
+    process = TrackerProcess(
+        ["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port, "--udp", str(udp_port),
+         "--line", "off", "--ws", "off", "--admin", "off", "--db", "off"],
+        tmp_path, [("127.0.0.1", port), ("::1", port)])
+    process.port, process.udp_port = port, udp_port
+    yield process
+    assert process.stop()
+
+
+def test_stop_and_repoint_from_ipv6_loopback_are_refused(dual_stack_tracker):
+    tracker = dual_stack_tracker
+    assert b"peers" in http_announce(tracker, OWNER, swarm=4, peer=1, port=7005)
+    for params in ({"event": "stopped"}, {"port": 9999}):
+        conn = http.client.HTTPConnection("::1", tracker.port, timeout=10)
+        try:
+            conn.request("GET", announce_target(swarm=4, peer=1, **params))
+            reply = bdecode(conn.getresponse().read())
+        finally:
+            conn.close()
+        assert reply[b"failure reason"].startswith(NOT_OWNER)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        target = ("::1", tracker.udp_port)
+        s.sendto(struct.pack(">QII", 0x41727101980, 0, 1), target)
+        _, _, connection_id = struct.unpack(">II8s", s.recv(100))
+        s.sendto(struct.pack(">8sII20s20sQQQIIIiH", connection_id, 1, 2, info_hash(4),
+                             peer_id(1), 0, 100, 0, 3, 0, 0, -1, 6881), target)
+        reply = s.recv(2048)
+    assert struct.unpack_from(">I", reply)[0] == 3 and reply[8:].startswith(NOT_OWNER)
+    # The owner's entry is still there, at its IPv4 address and port.
+    assert seen_from(tracker, 4, OWNER, port=7099) == bytes([127, 0, 0, 1]) + (7005).to_bytes(2, "big")

@@ -142,6 +142,16 @@ def test_ip_field_is_ignored_unless_allowed(core, clock, transport):
     assert core.swarms[info_hash(1)].get(peer_id(2)).ip == "1.2.3.4"
 
 
+def test_a_declared_ip_field_does_not_make_a_stranger_the_owner(core, clock, transport):
+    door = UDPTrackerProtocol(core, clock, UDPDoorSettings(allow_ip_field=True))
+    door.makeConnection(transport)
+    UDPClient(door, transport, ("10.0.0.5", 6881)).announce()
+    stranger = UDPClient(door, transport, ("10.0.0.9", 6881))
+    refused = stranger.announce(ip=0x0A000005, event=3)
+    assert refused["error"].startswith("this peer id is announced from another address")
+    assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.5"
+
+
 def test_bep41_url_data_reaches_the_core(client, core, monkeypatch):
     seen = []
     real = core.announce

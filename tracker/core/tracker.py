@@ -69,6 +69,10 @@ class AnnounceRequest:
     # The client's owner key (BEP 3 `key`, BEP 15 key field) as a 32-bit number;
     # NO_KEY (0) when it sent none.
     key = attr.ib(default=NO_KEY)  # type: int
+    # The address the request came from when `ip` is one the client declared
+    # (--allow-ip-param); "" when `ip` is where it came from. Ownership is
+    # decided from this address, never from a declared one.
+    source_ip = attr.ib(default="")  # type: str
 
 
 @attr.s(slots=True)
@@ -185,8 +189,8 @@ class TrackerCore:
             pool, pos = swarm.locate(req.peer_id)
             # Only the entry's owner may change it. CDN nodes' entries are the
             # line door's, which checks a node's identity itself.
-            if (pool is not None and not pool.owned_by(pos, packed, req.key)
-                    and req.door != DOOR_LINE):
+            if (pool is not None and req.door != DOOR_LINE and not pool.owned_by(
+                    pos, self.packed_ip(req.source_ip) if req.source_ip else packed, req.key)):
                 raise TrackerError("peer_not_owner", NOT_OWNER)
         else:
             pool, pos = None, -1

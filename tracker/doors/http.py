@@ -377,12 +377,15 @@ class HTTPTrackerProtocol(Protocol):
                 ip, external_ip = self._client_behind_proxy(self._forwarded)
             # By the address the request came from, not a declared `ip`.
             self._check_rate(ip)
+            source_ip = ""
             if self.settings.allow_ip_param and b"ip" in params:
+                source_ip = ip
                 ip, external_ip = self._declared_ip(unquote(params[b"ip"]))
             request = AnnounceRequest(
                 unquote_cached(info_hash), unquote_cached(peer_id), ip, int(port),
                 _counter(params, b"uploaded", 0), _counter(params, b"downloaded", 0),
-                _counter(params, b"left", None), event, numwant, DOOR_HTTP)
+                _counter(params, b"left", None), event, numwant, DOOR_HTTP,
+                source_ip=source_ip)
             if params.get(b"compact") == b"0":
                 request.compact = False
             if b"key" in params:

@@ -177,8 +177,9 @@ class UDPTrackerProtocol(DatagramProtocol):
          numwant, port) = _ANNOUNCE.unpack_from(data)
         if event > 3:
             raise TrackerError("invalid_event", "unknown event: use 0 to 3")
+        source_ip = ""
         if ip_field and self.settings.allow_ip_field and len(address) == 4:
-            ip = socket.inet_ntoa(ip_field.to_bytes(4, "big"))
+            source_ip, ip = ip, socket.inet_ntoa(ip_field.to_bytes(4, "big"))
         request = AnnounceRequest(
             info_hash, peer_id, ip, port, uploaded, downloaded, left, event,
             None if numwant < 0 else numwant, DOOR_UDP,
@@ -186,7 +187,7 @@ class UDPTrackerProtocol(DatagramProtocol):
             # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
             4 if len(address) == 4 else 6,
             # The key proves the entry is the client's if its address changes (0: none).
-            key=key)
+            key=key, source_ip=source_ip)
         result = self.core.announce(request, self.clock.seconds())
         return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, result.interval_s,
                                     result.incomplete, result.complete) + (
