@@ -298,7 +298,7 @@ def test_a_binary_message_closes_with_1003(door):
 
 
 def test_not_websocket_gets_http_400_with_a_hint(door):
-    protocol = door.buildProtocol(None)
+    protocol = door.buildProtocol(IPv4Address("TCP", "192.0.2.10", 50000))
     transport = StringTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(b"GET /announce?info_hash=x HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -359,7 +359,7 @@ def test_a_socket_that_reads_nothing_gets_no_offers_and_is_cut_off(door, clock):
 
 
 def test_handshake_must_come_in_time(door, clock):
-    protocol = door.buildProtocol(None)
+    protocol = door.buildProtocol(IPv4Address("TCP", "192.0.2.10", 50000))
     transport = StringTransport()
     protocol.makeConnection(transport)
     clock.advance(10)
@@ -501,8 +501,17 @@ def test_a_re_announce_after_the_rules_changed_is_refused(door, core):
     assert door.browsers.counts(HASH) == (0, 1)
 
 
+def test_a_re_announce_that_changes_state_after_the_rules_changed_leaves_too(door, core):
+    browser = Browser(door)
+    browser.announce(pid(1), left=1)
+    core.access.add("deny", HASH)
+    browser.announce(pid(1), left=0, event="completed")
+    assert browser.received()[-1]["failure reason"] == "this content is not tracked here"
+    assert door.browsers.counts(HASH) == (0, 0)
+
+
 def test_an_oversized_handshake_gets_400(door):
-    protocol = door.buildProtocol(None)
+    protocol = door.buildProtocol(IPv4Address("TCP", "192.0.2.10", 50000))
     transport = StringTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000)

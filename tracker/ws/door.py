@@ -428,10 +428,10 @@ class WsTrackerFactory(LimitedConnections, TimedConnections, Factory):
             left = _left(request, session)
             completed = request.event == EVENT_COMPLETED
             # A re-announce that changes nothing (the common case) skips the registry.
+            if not new and self.core.access.active:
+                self._check_again(connection, session, info_hash)
             if new or completed or session.entries[info_hash] != left:
                 self.sessions.set_entry(session, info_hash, left, completed=completed)
-            elif self.core.access.active:
-                self._check_again(connection, session, info_hash)
             connection.entries += new
         stats = self.core.stats.announces   # counted once answered, as on the other doors
         stats[DOOR_WS] = stats.get(DOOR_WS, 0) + 1
