@@ -162,3 +162,19 @@ def test_metrics_read_the_registry(registry):
     assert figures == {"tracker_line_connections": 2, "tracker_line_nodes": 1,
                        "tracker_line_connected_nodes": 1, "tracker_line_entries": 1,
                        "tracker_line_resyncs": 3, "tracker_line_cut_off": 0}
+
+
+def test_coming_back_at_a_new_port_drops_only_the_entries_now_refused(registry, core, clock):
+    first = Handle()
+    session, _ = attach(registry, first, port=8080)
+    registry.set_entry(session, H1, left=0)
+    registry.set_entry(session, H2, left=0)
+    registry.detach(session, first)
+    core.access.add("deny", H1)  # denied while the node was away
+    again, kept = attach(registry, Handle(), port=9090)
+    # The node is back: the refused entry left its swarm, the other moved.
+    assert again is session and again.connected and kept == 1
+    assert H1 not in session.entries and (H1 not in core.swarms or PEER_ID not in core.swarms[H1])
+    assert core.swarms[H2].get(PEER_ID).port == 9090
+    clock.advance(1000)
+    assert PEER_ID in core.swarms[H2]  # pinned again, no grace timer left behind

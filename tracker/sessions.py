@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from tracker.core import (
     DOOR_LINE, EVENT_COMPLETED, EVENT_STARTED, AnnounceRequest, PeerView, TrackerCore,
+    TrackerError,
 )
 
 log = Logger()
@@ -174,7 +175,14 @@ class SessionRegistry:
         session.ip, session.port, session.region, session.origin = ip, port, region, origin
         for info_hash, left in list(session.entries.items()):
             if moved:
-                self._announce(session, info_hash, left, completed=False)
+                try:
+                    self._announce(session, info_hash, left, completed=False)
+                except TrackerError:
+                    # Refused at the new address (content denied meanwhile, a
+                    # cap reached): that entry leaves its swarm; the others,
+                    # and the node's return, go on.
+                    self.drop_entry(session, info_hash)
+                    continue
             self.peers.pin(info_hash, session.peer_id, FOREVER)
 
     def detach(self, session: Session, connection: ConnectionHandle) -> None:
