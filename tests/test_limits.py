@@ -101,3 +101,28 @@ def test_open_file_limit_is_raised_to_the_hard_limit():
 def test_default_connection_cap_keeps_a_reserve():
     assert default_max_connections(20000) == 20000 - 128
     assert default_max_connections(100) == 64
+
+
+def test_an_ipv6_slash_64_counts_as_one_address():
+    limiter = ConnectionLimiter(max_total=100, max_per_address=2)
+    assert limiter.admit("2001:db8:1:2::1") is None
+    assert limiter.admit("2001:db8:1:2::ffff") is None
+    assert limiter.admit("2001:db8:1:2:aaaa::7") == REFUSED_PER_ADDRESS
+    assert limiter.admit("2001:db8:1:3::1") is None  # the next /64 is someone else
+    limiter.release("2001:db8:1:2::1")
+    assert limiter.admit("2001:db8:1:2:bbbb::9") is None
+    rate = AnnounceRateLimiter(rate=1.0, burst=1)
+    assert rate.allow("2001:db8:9:9::1", 0.0) is True
+    assert rate.allow("2001:db8:9:9::2", 0.0) is False
+
+
+def test_a_full_table_of_busy_addresses_forgets_only_the_oldest_quarter():
+    limiter = AnnounceRateLimiter(rate=1.0, burst=1, max_addresses=8)
+    for n in range(8):
+        limiter.allow("10.0.0.%d" % n, 0.0)  # every bucket empty: none idle
+    limiter.allow("10.0.1.1", 0.0)
+    assert len(limiter) == 7
+    # The newest of the busy ones are still held to their rate.
+    assert limiter.allow("10.0.0.7", 0.0) is False
+    # The oldest were forgotten: they get a new burst.
+    assert limiter.allow("10.0.0.0", 0.0) is True

@@ -9,7 +9,9 @@ so `/metrics` can show it.
 from __future__ import annotations
 
 import resource
-from typing import Dict, Optional, Tuple
+import socket
+from itertools import islice
+from typing import Dict, Optional, Tuple, Union
 
 from twisted.logger import Logger
 
@@ -23,6 +25,21 @@ RATE_LIMITED = "rate_limited"
 RATE_LIMITED_MESSAGE = "too many requests from your address: announce less often"
 REFUSED_TOTAL = "connections_total"
 REFUSED_PER_ADDRESS = "connections_per_address"
+
+
+ClientKey = Union[str, bytes]
+
+
+def client_key(ip: str) -> ClientKey:
+    """Who a limit counts: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's network gets a whole /64, so counting single IPv6
+    addresses would give each client 2^64 allowances)."""
+    if ":" not in ip:
+        return ip
+    try:
+        return socket.inet_pton(socket.AF_INET6, ip)[:8]
+    except OSError:
+        return ip
 
 
 def raise_open_file_limit() -> Tuple[int, int]:
@@ -47,7 +64,8 @@ def default_max_connections(open_file_limit: int) -> int:
 
 
 class ConnectionLimiter:
-    """Counts open stream connections per client address and in total.
+    """Counts open stream connections per client address (an IPv6 /64 counts
+    as one address) and in total.
 
     One limiter is shared by every stream door (HTTP, line), so the total
     cap keeps descriptors for the admin listener whatever door is flooded."""
@@ -58,7 +76,7 @@ class ConnectionLimiter:
         self.max_total = max_total
         self.max_per_address = max_per_address
         self.open = 0
-        self.per_address: Dict[str, int] = {}
+        self.per_address: Dict[ClientKey, int] = {}
         self.refused: Dict[str, int] = {REFUSED_TOTAL: 0, REFUSED_PER_ADDRESS: 0}
 
     def admit(self, ip: str) -> Optional[str]:
@@ -67,23 +85,25 @@ class ConnectionLimiter:
         if self.open >= self.max_total:
             self.refused[REFUSED_TOTAL] += 1
             return REFUSED_TOTAL
-        count = self.per_address.get(ip, 0)
+        key = client_key(ip)
+        count = self.per_address.get(key, 0)
         if count >= self.max_per_address:
             self.refused[REFUSED_PER_ADDRESS] += 1
             return REFUSED_PER_ADDRESS
-        self.per_address[ip] = count + 1
+        self.per_address[key] = count + 1
         self.open += 1
         return None
 
     def release(self, ip: str) -> None:
         """A connection admitted for `ip` has closed."""
-        count = self.per_address.get(ip, 0)
+        key = client_key(ip)
+        count = self.per_address.get(key, 0)
         if count <= 0:
             return
         if count == 1:
-            del self.per_address[ip]
+            del self.per_address[key]
         else:
-            self.per_address[ip] = count - 1
+            self.per_address[key] = count - 1
         self.open -= 1
 
 
@@ -91,11 +111,12 @@ class AnnounceRateLimiter:
     """A token bucket per client address: `rate` announces a second on
     average, bursts of up to `burst`. Rate 0 turns it off.
 
-    The table of buckets is bounded: when it is full, buckets that have
-    refilled completely (idle addresses, which lose nothing by being
-    forgotten) are dropped; if that frees less than a quarter of it, the
-    table starts afresh, which at worst lets each address one more burst
-    (and keeps the scan rare: at most once per quarter-table of addresses)."""
+    An IPv6 /64 counts as one address. The table of buckets is bounded: when
+    it is full, buckets that have refilled completely (idle addresses, which
+    lose nothing by being forgotten) are dropped; if that frees less than a
+    quarter of it, the oldest quarter goes as well (they get one more burst
+    when they come back). Either way the scan is rare: at most once per
+    quarter-table of new addresses."""
 
     __slots__ = ("rate", "burst", "max_addresses", "_buckets", "refused")
 
@@ -104,7 +125,7 @@ class AnnounceRateLimiter:
         self.burst = burst
         self.max_addresses = max_addresses
         # ip -> [tokens, time of the last refill]
-        self._buckets: Dict[str, list] = {}
+        self._buckets: Dict[ClientKey, list] = {}
         self.refused = 0
 
     @property
@@ -116,11 +137,12 @@ class AnnounceRateLimiter:
 
     def allow(self, ip: str, now: float) -> bool:
         """Take one token from `ip`'s bucket; False (and counted) if it is empty."""
-        bucket = self._buckets.get(ip)
+        key = ip if ":" not in ip else client_key(ip)
+        bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.max_addresses:
                 self._forget_idle(now)
-            self._buckets[ip] = [self.burst - 1, now]
+            self._buckets[key] = [self.burst - 1, now]
             return True
         tokens = bucket[0] + (now - bucket[1]) * self.rate
         if tokens > self.burst:
@@ -135,12 +157,13 @@ class AnnounceRateLimiter:
 
     def _forget_idle(self, now: float) -> None:
         full_after = self.burst / self.rate
-        idle = [ip for ip, (_, last) in self._buckets.items() if now - last >= full_after]
-        if len(idle) < self.max_addresses // 4:
-            self._buckets.clear()
-            return
-        for ip in idle:
-            del self._buckets[ip]
+        buckets = self._buckets
+        idle = [key for key, (_, last) in buckets.items() if now - last >= full_after]
+        quarter = max(1, self.max_addresses // 4)
+        if len(idle) < quarter:
+            idle += islice(buckets, quarter)
+        for key in idle:
+            buckets.pop(key, None)
 
 
 class DoorLimits:
