@@ -275,8 +275,8 @@ SETTINGS: List[Setting] = [
     Setting("max-connections-per-address", 1024, _positive_int,
             "most open stream connections from one client address"),
     Setting("request-rate", 100.0, _non_negative_float,
-            "announces and scrapes per second one client address may make on average over "
-            "HTTP and UDP; 0 for no limit"),
+            "announces and scrapes per second one client address (an IPv6 /64) may make on "
+            "average over HTTP, UDP and WebSocket; 0 for no limit"),
     Setting("request-burst", 2000, _positive_int,
             "announces and scrapes one client address may make at once before --request-rate "
             "applies"),
