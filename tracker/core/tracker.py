@@ -265,7 +265,7 @@ class TrackerCore:
         pos = pool.add(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, self._rng,
                        req.key)
         self.peer_count += 1
-        if self._watchers:
+        if self._watchers and req.info_hash in self._watchers:
             self._notify(req.info_hash, pool.view(pos), True)
         return swarm, pool, pos
 
@@ -297,7 +297,8 @@ class TrackerCore:
         return result
 
     def _remove(self, swarm: Swarm, pool: PeerPool, pos: int) -> None:
-        peer = pool.view(pos) if self._watchers else None
+        watchers = self._watchers
+        peer = pool.view(pos) if watchers and swarm.info_hash in watchers else None
         peer_id = pool.peer_id(pos)
         pool.remove(pos)
         self.peer_count -= 1
@@ -471,8 +472,6 @@ class TrackerCore:
         if changed and self.changes is not None:
             self.changes.content_changed(swarm)
         return swarm
-
-    # The former name, kept while a test still calls it (tests/test_change_log.py).
 
     def restore_peer(self, swarm: Swarm, peer_id: bytes, ip: str, port: int, left: int,
                      last_seen: float, door: str) -> None:
