@@ -4,6 +4,7 @@ module level, where a cycle breaks loading)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -72,3 +73,45 @@ def test_no_import_cycle_among_the_package_modules():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+# The doors: each module that answers a wire protocol. They may share the
+# helpers beside them (admission, timeouts, fastwrite, query...), never each other.
+DOORS = {"tracker.doors.http", "tracker.doors.udp", "tracker.line.door", "tracker.ws.door"}
+SQL = re.compile(r"\b(SELECT\s+\S.*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|DELETE\s+FROM|UPDATE\s+\w+\s+SET"
+                 r"|CREATE\s+(TABLE|INDEX))\b", re.IGNORECASE)
+
+
+def test_no_door_imports_another_door():
+    trees = modules()
+    crossings = []
+    for name in DOORS:
+        for imported in module_level_imports(name, trees[name], set(trees)) | imports_anywhere(
+                trees[name], set(trees)):
+            if imported in DOORS and imported != name:
+                crossings.append("%s imports %s" % (name, imported))
+    assert crossings == []
+
+
+def imports_anywhere(tree: ast.Module, known: Set[str]) -> Set[str]:
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(node.module + "." + alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in known}
+
+
+def test_no_sql_outside_the_store():
+    """SQL text lives in tracker/store/ only: the rest records typed changes
+    and reads through the store's query API."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+                found.append("%s:%d" % (path.relative_to(PACKAGE.parent), node.lineno))
+    assert found == []
