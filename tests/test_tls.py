@@ -162,7 +162,7 @@ def test_node_client_factory_registers_over_tls(tls_tracker):
 @pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")
 def test_libtorrent_transfers_through_an_https_tracker(tls_tracker, tmp_path):
     lt = pytest.importorskip("libtorrent", reason="libtorrent wheels exist for CPython only")
-    import test_libtorrent as transfer
+    import libtorrent_sessions as transfer
 
     tracker, ports, cert = tls_tracker
     seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
