@@ -8,6 +8,7 @@ from urllib.parse import quote_from_bytes
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from helpers import bdecode, info_hash, peer_id
 from tracker.doors.udp import PROTOCOL_ID
@@ -165,3 +166,49 @@ class Node:
 
     def drop_connection(self):
         self.protocol.connectionLost(None)
+
+
+# -- the line client library against the door, in memory -------------------------------
+
+ADDRESS = IPv4Address("TCP", "10.0.0.1", 40000)
+
+
+class Link:
+    """A client protocol and a server protocol joined by two StringTransports."""
+
+    def __init__(self, client, server_factory):
+        self.clock = server_factory.clock
+        self.client = client
+        self.server = server_factory.buildProtocol(ADDRESS)
+        self.client_transport = StringTransport()
+        self.server_transport = StringTransport(peerAddress=ADDRESS)
+        self.server.makeConnection(self.server_transport)
+        self.client.makeConnection(self.client_transport)
+
+    def pump(self):
+        for _ in range(10):
+            self.clock.advance(0)  # let the server send the events of this turn
+            sent, self_sent = self.client_transport.value(), self.server_transport.value()
+            if not sent and not self_sent:
+                return
+            self.client_transport.clear()
+            self.server_transport.clear()
+            if sent:
+                self.server.dataReceived(sent)
+            if self_sent:
+                self.client.dataReceived(self_sent)
+
+    def cut(self):
+        self.server.connectionLost(Failure(Exception("cut")))
+        self.client.connectionLost(Failure(Exception("cut")))
+
+
+class FakeConnector:
+    def __init__(self):
+        self.attempts = 0
+
+    def connect(self):
+        self.attempts += 1
+
+    def stopConnecting(self):
+        pass

@@ -1,48 +1,17 @@
 """The line client library: reply matching, events, and re-registration after a reconnect."""
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from clients import ADDRESS, FakeConnector, Link
 from helpers import info_hash
 from tracker.core import TrackerCore
 from tracker.line.door import LineTrackerFactory, node_peer_id
 from tracker.line.client import LineClient, LineError, NodeClientFactory
 
 H1 = info_hash(1).hex()
-ADDRESS = IPv4Address("TCP", "10.0.0.1", 40000)
-
-
-class Link:
-    """A client protocol and a server protocol joined by two StringTransports."""
-
-    def __init__(self, client, server_factory):
-        self.clock = server_factory.clock
-        self.client = client
-        self.server = server_factory.buildProtocol(ADDRESS)
-        self.client_transport = StringTransport()
-        self.server_transport = StringTransport(peerAddress=ADDRESS)
-        self.server.makeConnection(self.server_transport)
-        self.client.makeConnection(self.client_transport)
-
-    def pump(self):
-        for _ in range(10):
-            self.clock.advance(0)  # let the server send the events of this turn
-            sent, self_sent = self.client_transport.value(), self.server_transport.value()
-            if not sent and not self_sent:
-                return
-            self.client_transport.clear()
-            self.server_transport.clear()
-            if sent:
-                self.server.dataReceived(sent)
-            if self_sent:
-                self.client.dataReceived(self_sent)
-
-    def cut(self):
-        self.server.connectionLost(Failure(Exception("cut")))
-        self.client.connectionLost(Failure(Exception("cut")))
 
 
 def test_replies_are_matched_in_order_and_events_go_aside():
@@ -74,17 +43,6 @@ def test_pending_commands_fail_when_the_connection_drops():
     client.command("PING").addErrback(errors.append)
     client.connectionLost(Failure(Exception("gone")))
     assert len(errors) == 1
-
-
-class FakeConnector:
-    def __init__(self):
-        self.attempts = 0
-
-    def connect(self):
-        self.attempts += 1
-
-    def stopConnecting(self):
-        pass
 
 
 def test_node_client_registers_again_after_a_reconnect():

@@ -5,8 +5,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from clients import FakeConnector, Link
 from helpers import info_hash
-from test_line_client import FakeConnector, Link
 from tracker.core import TrackerCore
 from tracker.line.client import LineError, NodeClientFactory, PeerLine
 from tracker.line.door import AUTH_TOKEN, LineDoorSettings, LineTrackerFactory
