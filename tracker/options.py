@@ -204,6 +204,8 @@ SETTINGS: List[Setting] = [
     Setting("line-event-backlog", 1 << 20, _positive_int,
             "bytes of events held for a subscriber that is not reading before they coalesce "
             "into one RESYNC per swarm"),
+    Setting("line-max-subscriptions", 1024, _positive_int,
+            "most swarms one line connection may SUBSCRIBE to"),
     Setting("line-stall-timeout", 60.0, _positive_float,
             "seconds a line connection may read nothing while events wait before it is dropped"),
     Setting("ws", [DEFAULT_WS], _endpoints_or_off,
@@ -218,6 +220,9 @@ SETTINGS: List[Setting] = [
             "longest WebSocket message accepted, characters"),
     Setting("ws-max-offers", 10, _positive_int, "most WebRTC offers in one WebSocket announce"),
     Setting("ws-max-swarms", 100, _positive_int, "most swarms one WebSocket may join"),
+    Setting("ws-max-peer-ids", 8, _positive_int,
+            "most peer ids one WebSocket may announce with (a page's WebTorrent clients share "
+            "one socket)"),
     Setting("node-token", [], _node_tokens,
             "ID=SECRET: node ID must say HELLO token=SECRET (repeat; none: no tokens needed)"),
     Setting("line-auth", None, _line_auth,

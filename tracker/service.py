@@ -75,6 +75,7 @@ def ws_settings(config: Options) -> WsDoorSettings:
     return WsDoorSettings(
         interval_s=config["ws-interval"], max_message=config["ws-max-message"],
         max_offers=config["ws-max-offers"], max_swarms=config["ws-max-swarms"],
+        max_peer_ids=config["ws-max-peer-ids"],
         idle_timeout_s=config["ws-idle-timeout"],
         trusted_proxies=tuple(ipaddress.ip_network(c) for c in config["trusted-proxy"]),
         proxy_header=config["proxy-header"].lower().encode("ascii"))
@@ -237,7 +238,8 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             max_line=config["line-max-length"], tokens=config["node-token"],
             auth=config["line-auth"], allow_ip_param=config["allow-ip-param"],
             max_entries=config["line-max-entries"], max_event_backlog=config["line-event-backlog"],
-            stall_timeout_s=config["line-stall-timeout"])
+            stall_timeout_s=config["line-stall-timeout"],
+            max_subscriptions=config["line-max-subscriptions"])
         top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory
