@@ -29,6 +29,7 @@ class Tracker:
             ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http, "--udp", "off",
              "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % self.line,
              "--admin", "tcp:%d:interface=127.0.0.1" % self.admin, "--admin-token", TOKEN,
+             "--node-token", "edge-cfg=cfg-secret", "--line-auth", "open",
              "--db", str(self.db), "--flush-interval", "0.1"],
             tmp_path, [("127.0.0.1", p) for p in (self.http, self.line, self.admin)])
 
@@ -61,7 +62,8 @@ def ok(result):
 def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
     get("127.0.0.1", tracker.http, announce_target(swarm=1, peer=1, left=0))
     get("127.0.0.1", tracker.http, announce_target(swarm=1, peer=2, port=7002))
-    get("127.0.0.1", tracker.http, announce_target(swarm=2, peer=3, port=7003))
+    get("127.0.0.1", tracker.http, announce_target(swarm=2, peer=3, port=7003).replace(
+        "uploaded=0&downloaded=0", "uploaded=1234&downloaded=5678"))
     node = LineSocket(tracker.line)
     node.command("HELLO node=edge-1 port=8080 region=eu")
     node.command("HAVE %s size=2048 name=movie.mkv" % H2)
@@ -70,6 +72,9 @@ def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
     assert (status["swarms"], status["peers"], status["seeders"]) == (2, 4, 2)
     assert status["announces"]["http"] == 3 and status["line"]["connected_nodes"] == 1
     assert "peers" in ok(tracker.admin_cli("status"))
+    from tracker import __version__
+    assert status["version"] == __version__
+    assert "version      %s" % __version__ in ok(tracker.admin_cli("status")).splitlines()
 
     table = ok(tracker.admin_cli("swarms", "--top", "1", "--sort", "peers")).splitlines()
     assert table[0].split() == ["INFO_HASH", "SEEDERS", "LEECHERS", "COMPLETED", "NAME"]
@@ -84,7 +89,11 @@ def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
 
     # Refusing content: the swarm goes at once and announces are refused.
     assert "1 peers dropped" not in ok(tracker.admin_cli("deny", "add", H1, "--note", "dmca"))
-    assert ok(tracker.admin_cli("deny", "list")).split() == [H1]
+    listed = ok(tracker.admin_cli("deny", "list")).splitlines()
+    assert listed[0].split() == ["INFO_HASH", "ADDED", "NOTE"]
+    assert listed[1].startswith(H1) and listed[1].endswith("UTC  dmca") and len(listed) == 2
+    entry, = json.loads(ok(tracker.admin_cli("deny", "list", "--json")))["entries"]
+    assert entry["info_hash"] == H1 and entry["note"] == "dmca" and entry["added_at"] > 1.7e9
     reply = bdecode(get("127.0.0.1", tracker.http, announce_target(swarm=1, peer=5))[1])
     assert reply == {b"failure reason": b"this content is not tracked here"}
     ok(tracker.admin_cli("deny", "remove", H1))
@@ -97,15 +106,18 @@ def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
     assert ok(tracker.admin_cli("mode", "allow", "--yes")).strip() == "mode allow (1 peers dropped)"
     reply = bdecode(get("127.0.0.1", tracker.http, announce_target(swarm=1, peer=6))[1])
     assert reply == {b"failure reason": b"this tracker does not track that content"}
-    assert ok(tracker.admin_cli("allow", "list")).split() == [H2]
+    assert ok(tracker.admin_cli("allow", "list")).splitlines()[1].split()[0] == H2
     ok(tracker.admin_cli("mode", "open"))
     ok(tracker.admin_cli("allow", "remove", H2))
 
     # Bans.
-    assert ok(tracker.admin_cli("ban", "add", "127.0.0.0/8")).strip() == "banned 127.0.0.0/8"
+    assert ok(tracker.admin_cli("ban", "add", "127.0.0.0/8", "--note", "abuse 7")).strip() == (
+        "banned 127.0.0.0/8")
     reply = bdecode(get("127.0.0.1", tracker.http, announce_target(swarm=1, peer=7))[1])
     assert reply == {b"failure reason": b"your address is banned from this tracker"}
-    assert ok(tracker.admin_cli("ban", "list")).split() == ["127.0.0.0/8"]
+    listed = ok(tracker.admin_cli("ban", "list")).splitlines()
+    assert listed[0].split() == ["CIDR", "ADDED", "NOTE"]
+    assert listed[1].startswith("127.0.0.0/8") and listed[1].endswith("UTC  abuse 7")
     ok(tracker.admin_cli("ban", "remove", "127.0.0.0/8"))
     bad = tracker.admin_cli("ban", "add", "not-a-net")
     assert bad.returncode == 1 and "cidr must be" in bad.stderr
@@ -113,7 +125,13 @@ def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
     # Node tokens take effect at once.
     added = json.loads(ok(tracker.admin_cli("--json", "tokens", "add", "edge-9", "tok9")))
     assert added == {"node": "edge-9", "token": "tok9"}
-    assert ok(tracker.admin_cli("tokens", "list")).split() == ["edge-9"]
+    # Every token, the settings' too, with its source; never a secret.
+    listed = ok(tracker.admin_cli("tokens", "list"))
+    rows = [line.split()[:3] for line in listed.splitlines()]
+    assert rows == [["NODE", "SOURCE", "IN_USE", ], ["edge-9", "admin-api", "yes"],
+                    ["edge-cfg", "config", "yes"]]
+    assert "tok9" not in listed and "cfg-secret" not in listed
+    assert "cfg-secret" not in ok(tracker.admin_cli("tokens", "list", "--json"))
     fresh = LineSocket(tracker.line)
     assert fresh.command("HELLO node=edge-9 token=wrong")[0].startswith("ERR 401")
     fresh.close()
@@ -141,7 +159,13 @@ def test_every_admin_command_on_a_running_tracker_then_on_its_database(tracker):
     assert "movie.mkv" in ok(tracker.admin_cli("content", db=True))
     assert H2 in ok(tracker.admin_cli("swarms", "--top", "5", db=True))
     assert json.loads(ok(tracker.admin_cli("--json", "swarm", H2, db=True)))["name"] == "movie.mkv"
-    assert ok(tracker.admin_cli("tokens", "list", db=True)).split() == ["edge-9"]
+    # The byte counters of each peer's last announce, kept in the file only.
+    stored = ok(tracker.admin_cli("swarm", H2, db=True)).splitlines()
+    assert stored[1].split() == ["IP", "PORT", "DOOR", "SEEDER", "LEFT", "UPLOADED", "DOWNLOADED"]
+    assert ["127.0.0.1", "7003", "http", "False", "100", "1234", "5678"] in [
+        line.split() for line in stored[2:]]
+    tokens = ok(tracker.admin_cli("tokens", "list", db=True)).splitlines()
+    assert [line.split()[:3] for line in tokens[1:]] == [["edge-9", "admin-api", "yes"]]
     assert ok(tracker.admin_cli("ban", "list", db=True)).strip() == "(none)"
     assert ok(tracker.admin_cli("deny", "list", db=True)).strip() == "(none)"
     assert ok(tracker.admin_cli("mode", db=True)).strip() == "mode open"

@@ -165,7 +165,9 @@ def _admin_door(top: TrackerService, reactor, config: Options) -> None:
     context = AdminContext(top.core, reactor, config["admin-token"], top.persistence,
                            top.line_sessions, top.totals,
                            host_rule=HostRule.for_endpoints(config["admin"], config["admin-host"]))
-    context.ws = top.ws_factory  # the WebSocket door's figures for /metrics
+    context.ws = top.ws_factory  # the WebSocket door's figures for /metrics and /api/status
+    if top.line_factory is not None:  # the settings' node tokens, as reloaded (/api/tokens)
+        context.config_tokens = lambda: top.line_factory.settings.tokens
     context.cluster = top.cluster  # the replicator's figures (--redis), or None
     context.limits = top.limits  # connection caps and request allowances
     # Every configured door's series from the start; latencies where a door records them.

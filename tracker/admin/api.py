@@ -26,6 +26,7 @@ from tracker.cluster.status import cluster_status
 from tracker.admin.guard import LOOPBACK_NAMES, HostRule, body_refusal, refusal
 from tracker.core.swarm import PeerView
 from tracker.line.protocol import NODE_ID, LineError, parse_info_hash
+from tracker.startlog import build_info
 
 log = Logger()
 JSON = b"application/json"
@@ -42,6 +43,9 @@ MAX_OFFSET = 10_000
 # Swarms examined per reactor turn when a page of them is ordered.
 SCAN_SLICE = 20_000
 MAX_NOTE = 1000
+# Where a node token comes from: the settings (command line or file, reloaded
+# on SIGHUP) or the admin API (kept in the database); the API's wins.
+TOKEN_FROM_CONFIG, TOKEN_FROM_API = "config", "admin-api"
 
 
 class AdminError(Exception):
@@ -75,6 +79,23 @@ class AdminContext:
         self.sessions = sessions
         self.totals = totals
         self.started_at = clock.seconds()
+        # (kind, subject) -> (note, added_at) for the access rules, bans and
+        # tokens: the store's (loaded at start), or this run's only without one.
+        self.notes = persistence.notes if persistence is not None else {}
+        # The node tokens of the settings, as the line door has them now.
+        self.config_tokens: Callable[[], Dict[str, str]] = dict
+        # The WebSocket door (its figures in /api/status), or None.
+        self.ws = None
+
+    def noted(self, kind: str, subject: str, note: Optional[str] = None) -> float:
+        """Remember an entry's note and when it was added (now, returned), for the lists."""
+        now = self.clock.seconds()
+        self.notes[(kind, subject)] = (note, now)
+        return now
+
+    def entry(self, kind: str, subject: str, key: str) -> Dict[str, Any]:
+        note, added_at = self.notes.get((kind, subject), (None, None))
+        return {key: subject, "note": note, "added_at": added_at}
 
     def record(self, change: OperatorChange) -> None:
         """Persist an admin change (through the change log, written off this thread)."""
@@ -270,6 +291,7 @@ class ApiResource(Resource):
         core = context.core
         out: Dict[str, Any] = dict(core.totals())
         out.update({
+            "version": build_info()["version"],
             "uptime_s": round(context.clock.seconds() - context.started_at, 3),
             "announces": dict(core.stats.announces), "scrapes": dict(core.stats.scrapes),
             "failures": dict(core.stats.failures), "expired_peers": core.stats.expired_peers,
@@ -280,6 +302,11 @@ class ApiResource(Resource):
         out["line"] = None if sessions is None else {
             "connections": sessions.connection_stats.open, "nodes": len(sessions),
             "connected_nodes": sessions.connected()}
+        ws = context.ws
+        out["ws"] = None if ws is None else {
+            "connections": ws.stats.open, "peers": ws.browsers.peer_count,
+            "swarms": len(ws.browsers.swarms), "offers_relayed": ws.stats.offers_relayed,
+            "answers_relayed": ws.stats.answers_relayed}
         persistence = context.persistence
         if persistence is not None:
             stats = persistence.stats
@@ -351,10 +378,16 @@ class ApiResource(Resource):
         return {"mode": self.context.core.access.mode}
 
     def set_mode(self, request: Request) -> Dict[str, Any]:
-        mode = self._body(request).get("mode")
+        body = self._body(request)
+        mode = body.get("mode")
         if mode not in (MODE_OPEN, MODE_ALLOW):
             raise AdminError(400, "mode must be 'open' or 'allow'")
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise AdminError(400, "dry_run must be true or false")
         core = self.context.core
+        if dry_run:
+            return self._mode_preview(mode)
         core.access.set_mode(mode)
         self.context.record(ModeSet(mode))
         dropped = 0
@@ -363,9 +396,24 @@ class ApiResource(Resource):
                 dropped += core.drop_swarm(info_hash)
         return {"mode": mode, "peers_dropped": dropped}
 
+    def _mode_preview(self, mode: str) -> Dict[str, Any]:
+        """What switching to `mode` would do, changing nothing: the live peers it
+        would drop (those of swarms not on the allow list), counted exactly from
+        the allowed swarms' sizes, so it costs one lookup per allowed hash."""
+        core = self.context.core
+        allowed = core.access.allowed
+        drop = 0
+        if mode == MODE_ALLOW:
+            swarms = core.swarms
+            kept = sum(len(swarms[h]) for h in allowed if h in swarms)
+            drop = core.peer_count - kept
+        return {"mode": mode, "dry_run": True, "changed": False, "current": core.access.mode,
+                "allowed": len(allowed), "peers": core.peer_count, "would_drop": drop}
+
     def list_access(self, request: Request, list_name: str) -> Dict[str, Any]:
-        target = self._access_list(list_name)
-        return {"list": list_name, "info_hashes": sorted(h.hex() for h in target)}
+        hashes = sorted(h.hex() for h in self._access_list(list_name))
+        return {"list": list_name, "info_hashes": hashes,
+                "entries": [self.context.entry(list_name, h, "info_hash") for h in hashes]}
 
     def _access_list(self, list_name: str):
         access = self.context.core.access
@@ -382,7 +430,8 @@ class ApiResource(Resource):
         note = self._note(body)
         core = self.context.core
         added = core.access.add(list_name, info_hash)
-        self.context.record(AccessRuleAdded(list_name, info_hash, note, self.context.clock.seconds()))
+        added_at = self.context.noted(list_name, info_hash.hex(), note)
+        self.context.record(AccessRuleAdded(list_name, info_hash, note, added_at))
         # Refused content leaves its swarm at once.
         dropped = core.drop_swarm(info_hash) if list_name == "deny" else 0
         return {"list": list_name, "info_hash": info_hash.hex(), "added": added,
@@ -395,6 +444,7 @@ class ApiResource(Resource):
         if not core.access.remove(list_name, info_hash):
             raise AdminError(404, "%s is not on the %s list" % (info_hash.hex(), list_name))
         self.context.record(AccessRuleRemoved(list_name, info_hash))
+        self.context.notes.pop((list_name, info_hash.hex()), None)
         dropped = 0
         if list_name == "allow" and core.access.mode == MODE_ALLOW:
             dropped = core.drop_swarm(info_hash)
@@ -402,7 +452,8 @@ class ApiResource(Resource):
                 "peers_dropped": dropped}
 
     def list_bans(self, request: Request) -> Dict[str, Any]:
-        return {"bans": sorted(self.context.core.access.bans)}
+        bans = sorted(self.context.core.access.bans)
+        return {"bans": bans, "entries": [self.context.entry("ban", c, "cidr") for c in bans]}
 
     def add_ban(self, request: Request) -> Dict[str, Any]:
         body = self._body(request)
@@ -411,7 +462,7 @@ class ApiResource(Resource):
             cidr = self.context.core.access.ban(str(body.get("cidr", "")))
         except ValueError:
             raise AdminError(400, "cidr must be an address or network, like 192.0.2.0/24")
-        self.context.record(BanAdded(cidr, note, self.context.clock.seconds()))
+        self.context.record(BanAdded(cidr, note, self.context.noted("ban", cidr, note)))
         return {"cidr": cidr, "banned": True}
 
     def remove_ban(self, request: Request) -> Dict[str, Any]:
@@ -423,11 +474,22 @@ class ApiResource(Resource):
         if not removed:
             raise AdminError(404, "%s is not banned" % cidr)
         self.context.record(BanRemoved(cidr))
+        self.context.notes.pop(("ban", cidr), None)
         return {"cidr": cidr, "removed": True}
 
     def list_tokens(self, request: Request) -> Dict[str, Any]:
-        # Secrets are not shown again: only which nodes have one.
-        return {"nodes": sorted(self.context.core.access.node_tokens)}
+        """Every node token, from the settings and from this API, by node, with
+        where it comes from and whether it is the one checked (the API's wins).
+        Secrets are never shown again."""
+        context = self.context
+        from_api = context.core.access.node_tokens
+        from_config = context.config_tokens()
+        tokens = [dict(context.entry("token", node, "node"), source=TOKEN_FROM_API, in_use=True)
+                  for node in from_api]
+        tokens += [{"node": node, "source": TOKEN_FROM_CONFIG, "note": None, "added_at": None,
+                    "in_use": node not in from_api} for node in from_config]
+        tokens.sort(key=lambda t: (t["node"], t["source"]))
+        return {"nodes": sorted(set(from_api) | set(from_config)), "tokens": tokens}
 
     def add_token(self, request: Request) -> Dict[str, Any]:
         body = self._body(request)
@@ -438,7 +500,7 @@ class ApiResource(Resource):
         if not isinstance(token, str) or len(token) > 256 or " " in token:
             raise AdminError(400, "token must be text without spaces, at most 256 characters")
         self.context.core.access.node_tokens[node] = token
-        self.context.record(NodeTokenSet(node, token, self.context.clock.seconds()))
+        self.context.record(NodeTokenSet(node, token, self.context.noted("token", node)))
         return {"node": node, "token": token}
 
     def remove_token(self, request: Request) -> Dict[str, Any]:
@@ -446,6 +508,7 @@ class ApiResource(Resource):
         if self.context.core.access.node_tokens.pop(node, None) is None:
             raise AdminError(404, "node %s has no token" % node)
         self.context.record(NodeTokenRemoved(node))
+        self.context.notes.pop(("token", node), None)
         return {"node": node, "removed": True}
 
 

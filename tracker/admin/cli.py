@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -122,11 +123,18 @@ class StoppedTracker:
                                  "size": c.size, "first_seen": c.first_seen}
                                 for c in reader.content(int(query.get("limit", 100)))]}
         if head == "access":
-            return {"list": rest, "info_hashes": sorted(h.hex() for h in reader.access_list(rest))}
+            entries = [{"info_hash": n.subject, "note": n.note, "added_at": n.added_at}
+                       for n in reader.notes() if n.kind == rest]
+            return {"list": rest, "info_hashes": [e["info_hash"] for e in entries], "entries": entries}
         if head == "bans":
-            return {"bans": reader.bans()}
+            entries = [{"cidr": n.subject, "note": n.note, "added_at": n.added_at}
+                       for n in reader.notes() if n.kind == "ban"]
+            return {"bans": [e["cidr"] for e in entries], "entries": entries}
         if head == "tokens":
-            return {"nodes": reader.nodes_with_tokens()}
+            # The file holds the admin API's tokens; the settings' are not in it.
+            tokens = [{"node": n.subject, "source": "admin-api", "added_at": n.added_at, "in_use": True}
+                      for n in reader.notes() if n.kind == "token"]
+            return {"nodes": [t["node"] for t in tokens], "tokens": tokens}
         if head == "mode":
             return {"mode": reader.access_mode()}
         raise CliError("not available from the database: %s" % path)
@@ -141,11 +149,12 @@ class StoppedTracker:
         if content is None and not peers:
             raise CliError("tracker says: no such swarm", EXIT_REFUSED)
         seeders = sum(1 for p in peers if p.left == 0)
-        return {"info_hash": text, "completed": content.completed if content else 0,
+        return {"info_hash": text, "running": False, "completed": content.completed if content else 0,
                 "name": content.name if content else None, "size": content.size if content else None,
                 "first_seen": content.first_seen if content else None, "peers": len(peers),
                 "seeders": seeders, "leechers": len(peers) - seeders,
                 "peer_list": [{"peer_id": p.peer_id.hex(), "ip": p.ip, "port": p.port, "left": p.left,
+                               "uploaded": p.uploaded, "downloaded": p.downloaded,
                                "door": p.door, "seeder": p.left == 0, "last_seen": p.last_seen}
                               for p in peers]}
 
@@ -173,6 +182,32 @@ def show(data: Dict[str, Any], args: argparse.Namespace, text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
 
 
+def when(seconds: Optional[float]) -> Optional[str]:
+    """A time the tracker gave (Unix seconds) as people read it, in UTC."""
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def entries_table(entries: Sequence[Dict[str, Any]], key: str) -> str:
+    """An access list's or the bans' entries: what, when added, the note."""
+    return table([{key: e[key], "added": when(e.get("added_at")), "note": e.get("note")}
+                  for e in entries], (key, "added", "note"))
+
+
+def tokens_table(tokens: Sequence[Dict[str, Any]]) -> str:
+    """Each node token's node, where it comes from and whether it is the one
+    checked; never the secret."""
+    return table([{"node": t["node"], "source": t["source"], "in_use": "yes" if t["in_use"] else "no",
+                   "added": when(t.get("added_at"))} for t in tokens],
+                 ("node", "source", "in_use", "added"))
+
+
+# The peer columns of `swarm`; the byte counters come from the database (--db).
+PEER_COLUMNS = ("ip", "port", "door", "seeder", "node")
+STORED_PEER_COLUMNS = ("ip", "port", "door", "seeder", "left", "uploaded", "downloaded")
+
+
 # -- commands ---------------------------------------------------------------------------
 
 
@@ -183,6 +218,8 @@ def run(args: argparse.Namespace, tracker) -> int:
         lines = ["%-12s %s" % (k, data[k]) for k in ("swarms", "peers", "seeders", "leechers")
                  if k in data]
         lines.append("%-12s %s" % ("access", data.get("access_mode")))
+        if data.get("version"):
+            lines.append("%-12s %s" % ("version", data["version"]))
         if data.get("running") is False:
             lines.append("%-12s stopped (read from %s)" % ("tracker", data["database"]))
         else:
@@ -190,6 +227,9 @@ def run(args: argparse.Namespace, tracker) -> int:
             lines.append("%-12s %.0f s" % ("uptime", data.get("uptime_s", 0)))
             if data.get("line"):
                 lines.append("%-12s %s connected" % ("nodes", data["line"]["connected_nodes"]))
+            if data.get("ws"):
+                lines.append("%-12s %s peers, %s connections" % ("browsers", data["ws"]["peers"],
+                                                              data["ws"]["connections"]))
             if data.get("persistence"):
                 p = data["persistence"]
                 lines.append("%-12s %s (backlog %s, %s flushes)" % ("database", p["path"], p["backlog"],
@@ -206,7 +246,9 @@ def run(args: argparse.Namespace, tracker) -> int:
         head = "%s  seeders %s  leechers %s  completed %s%s" % (
             data["info_hash"], data["seeders"], data["leechers"], data["completed"],
             "  name " + data["name"] if data.get("name") else "")
-        show(data, args, head + "\n" + table(data["peer_list"], ("ip", "port", "door", "seeder", "node")))
+        stored = data.get("running") is False
+        show(data, args, head + "\n" + table(data["peer_list"],
+                                             STORED_PEER_COLUMNS if stored else PEER_COLUMNS))
     elif command == "nodes":
         data = tracker.call("GET", "nodes")
         show(data, args, table(data["nodes"], ("node", "ip", "port", "region", "connected", "entries")))
@@ -216,7 +258,7 @@ def run(args: argparse.Namespace, tracker) -> int:
     elif command in ("allow", "deny"):
         if args.action == "list":
             data = tracker.call("GET", "access/" + command)
-            show(data, args, "\n".join(data["info_hashes"]) or "(none)")
+            show(data, args, entries_table(data["entries"], "info_hash"))
         elif args.action == "add":
             data = tracker.call("POST", "access/" + command,
                                 body={"info_hash": args.value.lower(), "note": args.note})
@@ -228,7 +270,7 @@ def run(args: argparse.Namespace, tracker) -> int:
     elif command == "ban":
         if args.action == "list":
             data = tracker.call("GET", "bans")
-            show(data, args, "\n".join(data["bans"]) or "(none)")
+            show(data, args, entries_table(data["entries"], "cidr"))
         elif args.action == "add":
             data = tracker.call("POST", "bans", body={"cidr": args.value, "note": args.note})
             show(data, args, "banned %s" % data["cidr"])
@@ -238,7 +280,7 @@ def run(args: argparse.Namespace, tracker) -> int:
     elif command == "tokens":
         if args.action == "list":
             data = tracker.call("GET", "tokens")
-            show(data, args, "\n".join(data["nodes"]) or "(none)")
+            show(data, args, tokens_table(data["tokens"]))
         elif args.action == "add":
             data = tracker.call("POST", "tokens", body={"node": args.node, "token": args.secret})
             show(data, args, "node %s token %s" % (data["node"], data["token"]))
@@ -246,37 +288,36 @@ def run(args: argparse.Namespace, tracker) -> int:
             data = tracker.call("DELETE", "tokens", {"node": args.node})
             show(data, args, "node %s: token removed" % data["node"])
     elif command == "mode":
-        if args.mode == "allow" and not args.yes:
-            return preview_allow_mode(args, tracker)
-        data = (tracker.call("PUT", "mode", body={"mode": args.mode}) if args.mode
-                else tracker.call("GET", "mode"))
-        show(data, args, "mode %s%s" % (data["mode"], " (%d peers dropped)" % data["peers_dropped"]
-                                          if data.get("peers_dropped") else ""))
+        return mode(args, tracker)
     return EXIT_OK
 
 
-def preview_allow_mode(args: argparse.Namespace, tracker) -> int:
-    """`mode allow` without --yes: how many live peers it would drop; nothing changes.
-    With an empty allow list it would refuse every announce: refused outright."""
-    allowed = tracker.call("GET", "access/allow")["info_hashes"]
-    status = tracker.call("GET", "status")
-    total = status.get("peers", 0)
-    if not allowed:
+def mode(args: argparse.Namespace, tracker) -> int:
+    """Show or set the access mode; `mode allow` is checked by a dry run first."""
+    if args.mode == "allow":
+        preview = allow_mode_preview(tracker)
+        if not args.yes:
+            show(preview, args, "mode allow would drop %d of %d live peers (%d info hashes allowed); "
+                 "nothing changed: run again with --yes"
+                 % (preview["would_drop"], preview["peers"], preview["allowed"]))
+            return EXIT_REFUSED
+    data = (tracker.call("PUT", "mode", body={"mode": args.mode}) if args.mode
+            else tracker.call("GET", "mode"))
+    show(data, args, "mode %s%s" % (data["mode"], " (%d peers dropped)" % data["peers_dropped"]
+                                      if data.get("peers_dropped") else ""))
+    return EXIT_OK
+
+
+def allow_mode_preview(tracker) -> Dict[str, Any]:
+    """What `mode allow` would do, from the tracker's dry run (nothing changes):
+    how many live peers it would drop. With an empty allow list it would refuse
+    every announce: refused outright, --yes or not."""
+    data = tracker.call("PUT", "mode", body={"mode": "allow", "dry_run": True})
+    if not data["allowed"]:
         raise CliError("the allow list is empty: mode allow would refuse every announce and drop "
-                       "all %d live peers; add content first (tracker-admin allow add HASH)" % total,
-                       EXIT_REFUSED)
-    kept = 0
-    for info_hash in allowed:
-        try:
-            kept += tracker.call("GET", "swarms/" + info_hash).get("peers", 0)
-        except CliError as e:
-            if e.status != EXIT_REFUSED:  # 404: no swarm for it, nothing kept
-                raise
-    data = {"mode": "allow", "changed": False, "allowed": len(allowed), "peers": total,
-            "would_drop": max(total - kept, 0)}
-    show(data, args, "mode allow would drop %d of %d live peers (%d info hashes allowed); "
-         "nothing changed: run again with --yes" % (data["would_drop"], total, len(allowed)))
-    return EXIT_REFUSED
+                       "all %d live peers; add content first (tracker-admin allow add HASH)"
+                       % data["peers"], EXIT_REFUSED)
+    return data
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,6 +28,9 @@ class StoredPeer:
     left = attr.ib()  # type: int
     door = attr.ib()  # type: str
     last_seen = attr.ib()  # type: float
+    # The byte counters of the peer's last announce (not held in memory while running).
+    uploaded = attr.ib(default=0)  # type: int
+    downloaded = attr.ib(default=0)  # type: int
 
 
 @attr.s(slots=True, frozen=True)
@@ -50,6 +53,16 @@ class StoredSwarm:
     first_seen = attr.ib()  # type: float
     name = attr.ib()  # type: Optional[str]
     size = attr.ib()  # type: Optional[int]
+
+
+@attr.s(slots=True, frozen=True)
+class StoredNote:
+    """An operator's entry (an access rule, a ban, a node token): what it is
+    about, the note given with it and when it was added."""
+    kind = attr.ib()  # type: str  # allow, deny, ban or token
+    subject = attr.ib()  # type: str  # hex info hash, CIDR or node id
+    note = attr.ib()  # type: Optional[str]
+    added_at = attr.ib()  # type: Optional[float]
 
 
 @attr.s(slots=True, frozen=True)
@@ -115,8 +128,8 @@ class StoreReader:
 
     def peers_of(self, info_hash: bytes) -> List[StoredPeer]:
         return [StoredPeer(*row) for row in self.rows(
-            "SELECT peer_id, ip, port, left_bytes, door, last_seen FROM peers WHERE info_hash = ?",
-            info_hash)]
+            "SELECT peer_id, ip, port, left_bytes, door, last_seen, uploaded, downloaded FROM peers "
+            "WHERE info_hash = ?", info_hash)]
 
     def busiest_swarms(self, sort: str, limit: int) -> List[StoredSwarm]:
         """The `limit` swarms with the most of `sort` (one of SWARM_SORTS), most first."""
@@ -143,6 +156,18 @@ class StoreReader:
 
     def nodes_with_tokens(self) -> List[str]:
         return [row[0] for row in self.rows("SELECT node_id FROM node_tokens ORDER BY node_id")]
+
+    def notes(self) -> List[StoredNote]:
+        """Every access rule, ban and node token with its note and time added
+        (never a token's secret)."""
+        found = [StoredNote(list_name, info_hash.hex(), note, added_at)
+                 for list_name, info_hash, note, added_at in self.rows(
+                     "SELECT list, info_hash, note, added_at FROM access_list")]
+        found += [StoredNote("ban", cidr, note, added_at) for cidr, note, added_at in self.rows(
+            "SELECT cidr, note, added_at FROM bans")]
+        found += [StoredNote("token", node_id, None, created_at) for node_id, created_at in self.rows(
+            "SELECT node_id, created_at FROM node_tokens")]
+        return sorted(found, key=lambda n: (n.kind, n.subject))
 
     def recent_totals(self, since_minute: int) -> List[Tuple[int, int, int, int, int, int]]:
         """(minute, swarms, peers, seeders, leechers, announces) from `since_minute` on."""

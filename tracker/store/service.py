@@ -12,7 +12,7 @@ import sqlite3
 import sys
 import threading
 import time
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from tracker.core import ChangeLog, TrackerCore
+from tracker.histogram import FLUSH_BUCKETS_S, Histogram
 from tracker.core.changes import AccessRuleAdded, BanAdded, ModeSet, NodeTokenSet
 from tracker.store.database import StoreError, open_database
 from tracker.store.sqlite import SQLiteStore, StoreFileLost
@@ -96,6 +97,12 @@ class PersistenceService(Service):
         self.reactor = reactor
         self.flush_interval_s = flush_interval_s
         self.stats = FlushStats()
+        # Every flush's duration, for /metrics (tracker_flush_seconds).
+        self.flush_durations = Histogram(FLUSH_BUCKETS_S)
+        # (kind, subject) -> (note, added_at) of the operator's access rules, bans
+        # and node tokens: loaded at start, kept up to date by the admin API, which
+        # lists them (memory holds the rules themselves, not their notes).
+        self.notes: Dict[Tuple[str, str], Tuple[Optional[str], Optional[float]]] = {}
         self.seen_resolution_s = min(LAST_SEEN_RESOLUTION_S,
                                      core.settings.effective_peer_ttl_s / 20)
         self._announces_seen = 0
@@ -124,6 +131,7 @@ class PersistenceService(Service):
                              "mv %s %s.damaged) and start again, with an empty database"
                              % (self.store.path, e, self.store.path, self.store.path))
         self.stats.restore_s = report.seconds
+        self.notes.update(((n.kind, n.subject), (n.note, n.added_at)) for n in self.store.notes())
         log.info("restored {peers} live peers in {swarms} swarms from {path} in {seconds:.3f} s "
                  "({dropped} expired peers dropped)", peers=report.peers, swarms=report.swarms,
                  path=self.store.path, seconds=report.seconds, dropped=report.dropped_peers)
@@ -226,6 +234,7 @@ class PersistenceService(Service):
         stats.flushes += 1
         stats.rows += rows
         stats.last_duration_s = duration = time.perf_counter() - started
+        self.flush_durations.observe(duration)
         if rows > stats.largest_rows:
             stats.largest_rows, stats.largest_duration_s = rows, duration
         stats.longest_duration_s = max(stats.longest_duration_s, duration)
@@ -279,7 +288,7 @@ class PersistenceService(Service):
         self._file_lost = False
         self.stats.problem = None
         log.info("new database file {path}: writing the whole state again", path=self.store.path)
-        self._rewrite = record_everything(self.core, self.changes, self.reactor.seconds())
+        self._rewrite = record_everything(self.core, self.changes, self.reactor.seconds(), self.notes)
         self._rewrite_step()
         return True
 
@@ -297,22 +306,32 @@ class PersistenceService(Service):
         self._rewrite = None
 
 
-def record_everything(core: TrackerCore, changes: ChangeLog, now: float) -> Iterator[int]:
+def record_everything(core: TrackerCore, changes: ChangeLog, now: float,
+                      notes: Optional[Dict[Tuple[str, str], Tuple[Optional[str], Optional[float]]]] = None
+                      ) -> Iterator[int]:
     """Record the whole live state into the change log, one swarm at a time
     (yielding how many peers each took), for a database file made anew. Later
     changes to the same peer simply replace what was recorded here. What memory
     does not hold is written as best known: bytes left 0 for a seeder and 1 for
-    a leecher, byte counters 0, notes empty; completions (who completed) and
-    the totals history start afresh."""
+    a leecher, byte counters 0; notes and times added as `notes` has them
+    (else none, and now); completions (who completed) and the totals history
+    start afresh."""
     access = core.access
+    notes = notes or {}
+
+    def known(kind: str, subject: str) -> Tuple[Optional[str], float]:
+        note, added_at = notes.get((kind, subject), (None, None))
+        return note, now if added_at is None else added_at
+
     changes.forget_recent()
     for list_name, hashes in (("allow", access.allowed), ("deny", access.denied)):
         for info_hash in sorted(hashes):
-            changes.operator_changed(AccessRuleAdded(list_name, info_hash, None, now))
+            changes.operator_changed(AccessRuleAdded(list_name, info_hash,
+                                                     *known(list_name, info_hash.hex())))
     for cidr in sorted(access.bans):
-        changes.operator_changed(BanAdded(cidr, None, now))
+        changes.operator_changed(BanAdded(cidr, *known("ban", cidr)))
     for node_id, token in sorted(access.node_tokens.items()):
-        changes.operator_changed(NodeTokenSet(node_id, token, now))
+        changes.operator_changed(NodeTokenSet(node_id, token, known("token", node_id)[1]))
     changes.operator_changed(ModeSet(access.mode))
     for info_hash in list(core.swarms):
         swarm = core.swarms.get(info_hash)

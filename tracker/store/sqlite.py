@@ -272,6 +272,11 @@ class SQLiteStore:
         self.restore_access(core.access)
         return RestoreReport(len(core.swarms), restored, dropped, time.perf_counter() - started)
 
+    def notes(self) -> list:
+        """The operator's entries with their notes and times (StoredNote), read
+        at start, before the store thread runs."""
+        return StoreReader(self.conn, self.path).notes()
+
     def recent_totals(self, since_minute: int) -> list:
         """The totals chart's history (read at start, before the store thread runs)."""
         return StoreReader(self.conn, self.path).recent_totals(since_minute)
