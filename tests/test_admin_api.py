@@ -82,7 +82,7 @@ def test_cross_origin_text_plain_post_is_refused_and_changes_nothing(tmp_path):
     assert (status, reply) == (403, {"error": "changes are not accepted from another origin"})
     assert not admin.core.access.bans
     assert len(admin.changes) == 0
-    assert admin.core.stats.failures == {"admin_origin": 1}
+    assert admin.core.stats.failures == {("admin", "origin"): 1}
 
 
 def test_a_body_not_declared_json_gets_415_and_changes_nothing(tmp_path):
@@ -91,7 +91,7 @@ def test_a_body_not_declared_json_gets_415_and_changes_nothing(tmp_path):
     status, _ = admin.request("POST", "/api/bans", [LOCAL, ("Content-Type", "text/plain")], body)
     assert status == 415
     assert not admin.core.access.bans and len(admin.changes) == 0
-    assert admin.core.stats.failures == {"admin_content_type": 1}
+    assert admin.core.stats.failures == {("admin", "content_type"): 1}
 
 
 def test_same_origin_json_post_is_accepted(tmp_path):
@@ -111,7 +111,7 @@ def test_a_foreign_host_is_refused_even_for_reading(tmp_path, host):
     assert status == 403 and "Host" in reply["error"]
     status, _ = admin.request("GET", "/", [("Host", host)])
     assert status == 403
-    assert admin.core.stats.failures == {"admin_host": 2}
+    assert admin.core.stats.failures == {("admin", "host"): 2}
 
 
 @pytest.mark.parametrize("host", ["localhost:6971", "127.0.0.1", "[::1]:6971", "admin.example",
@@ -133,7 +133,7 @@ def test_token_check_still_applies_after_the_host_check(tmp_path):
     admin = Listener(tmp_path, token="s3cret")
     assert admin.request("GET", "/api/health", [LOCAL])[0] == 401
     assert admin.request("GET", "/api/health", [LOCAL, ("Authorization", "Bearer s3cret")])[0] == 200
-    assert admin.core.stats.failures == {"admin_token": 1}
+    assert admin.core.stats.failures == {("admin", "token"): 1}
 
 
 def test_the_token_never_reaches_the_access_log(tmp_path):

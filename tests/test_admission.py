@@ -159,7 +159,7 @@ def test_http_announces_past_the_rate_get_a_failure_and_change_nothing():
     assert b"interval" in client.announce(peer_id=peer_id(2))
     refused = client.announce(peer_id=peer_id(3))
     assert refused[b"failure reason"].startswith(b"too many requests from your address")
-    assert factory.core.stats.failures["rate_limited"] == 1
+    assert factory.core.stats.failures[("http", "rate_limited")] == 1
     assert factory.core.peer_count == 2
     # Another address has its own allowance.
     assert b"interval" in Client(factory, "10.0.0.2").announce(peer_id=peer_id(4))
@@ -199,4 +199,4 @@ def test_udp_announces_past_the_rate_get_an_error_packet():
     assert "error" not in client.announce(connection_id=connection_id, peer=1)
     refused = client.announce(connection_id=connection_id, peer=2)
     assert refused["error"].startswith("too many requests from your address")
-    assert core.peer_count == 1 and core.stats.failures["rate_limited"] == 1
+    assert core.peer_count == 1 and core.stats.failures[("udp", "rate_limited")] == 1

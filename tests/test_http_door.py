@@ -111,7 +111,7 @@ def test_a_declared_ip_does_not_make_a_stranger_the_owner(core, clock):
     refused = Client(factory, "10.0.0.9").announce(ip="10.0.0.5", event="stopped")
     assert refused[b"failure reason"].startswith(b"this peer id is announced from another address")
     assert core.swarms[info_hash(1)].get(peer_id(1)).ip == "10.0.0.5"
-    assert core.stats.failures["peer_not_owner"] == 1
+    assert core.stats.failures[("http", "peer_not_owner")] == 1
 
 
 def test_a_client_declaring_its_ip_keeps_its_entry_with_its_key(core, clock):
@@ -147,7 +147,7 @@ def test_a_stop_or_repoint_from_another_address_is_refused_and_counted(factory, 
     for params in ({"event": "stopped"}, {"port": 7777}, {"port": 7777, "key": "00000001"}):
         reply = attacker.announce(**params)
         assert reply[b"failure reason"].startswith(b"this peer id is announced from another")
-    assert core.stats.failures["peer_not_owner"] == 3
+    assert core.stats.failures[("http", "peer_not_owner")] == 3
     (peer,) = core.swarms[info_hash(1)].views()
     assert (peer.ip, peer.port) == ("127.0.0.1", 6881)
 
@@ -209,7 +209,7 @@ def test_over_the_memory_caps_new_swarms_and_peers_are_refused(clock):
     assert b"peers" in Client(factory, "10.0.0.2").announce(peer_id=peer_id(2))
     reply = Client(factory, "10.0.0.3").announce(peer_id=peer_id(3))
     assert reply[b"failure reason"].startswith(b"this tracker holds as many peers as it may")
-    assert (core.stats.failures["swarm_limit"], core.stats.failures["peer_limit"]) == (1, 1)
+    assert (core.stats.failures[("http", "swarm_limit")], core.stats.failures[("http", "peer_limit")]) == (1, 1)
     assert (len(core.swarms), core.peer_count) == (1, 2)
     # Known peers keep announcing, and a stop makes room.
     assert b"peers" in Client(factory, "10.0.0.1").announce(peer_id=peer_id(1), left=0)
@@ -253,7 +253,7 @@ def test_bad_announce_gets_a_failure_reason_and_changes_nothing(factory, core, p
     status, headers, body = client.get(announce_target(**params))
     assert status == 200
     assert bdecode(body) == {b"failure reason": reason}
-    assert core.stats.failures == {code: 1}
+    assert core.stats.failures == {("http", code): 1}
     assert {h: sorted((p.peer_id, p.compact, p.seeder, p.last_seen) for p in s.views()) for h, s in core.swarms.items()} == before
     # The server keeps answering on the same connection.
     assert b"peers" in client.announce(peer_id=peer_id(3))
@@ -291,7 +291,7 @@ def test_scrape_many_hashes_keyed_by_raw_hash(factory):
 def test_scrape_without_hash_is_a_failure(factory, core):
     reply = bdecode(Client(factory).get(b"/scrape")[2])
     assert reply == {b"failure reason": b"scrape needs at least one info_hash"}
-    assert core.stats.failures == {"full_scrape_refused": 1}
+    assert core.stats.failures == {("http", "full_scrape_refused"): 1}
 
 
 def test_scrape_with_bad_hash_is_a_failure(factory):

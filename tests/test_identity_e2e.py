@@ -59,11 +59,11 @@ def udp_announce(tracker, source: str, swarm: int, peer: int, event: int = 0, ke
         return s.recv(2048)
 
 
-def failures(tracker, reason: str) -> float:
+def failures(tracker, door: str, reason: str) -> float:
     status, body = get("127.0.0.1", tracker.admin_port, "/metrics")
     assert status == 200
     for line in body.decode().splitlines():
-        if line.startswith('tracker_failures_total{reason="%s"}' % reason):
+        if line.startswith('tracker_failures_total{door="%s",reason="%s"}' % (door, reason)):
             return float(line.split()[-1])
     return 0.0
 
@@ -74,23 +74,23 @@ def seen_from(tracker, swarm: int, source: str, **params) -> bytes:
 
 
 def test_http_stop_and_repoint_from_another_address_are_refused(tracker):
-    before = failures(tracker, "peer_not_owner")
+    before = failures(tracker, "http", "peer_not_owner")
     assert b"peers" in http_announce(tracker, OWNER, swarm=1, peer=1, port=7001, key="0badf00d")
     for params in ({"event": "stopped"}, {"port": 9999}, {"port": 9999, "key": "12345678"}):
         reply = http_announce(tracker, STRANGER, swarm=1, peer=1, **params)
         assert reply[b"failure reason"].startswith(NOT_OWNER)
-    assert failures(tracker, "peer_not_owner") == before + 3
+    assert failures(tracker, "http", "peer_not_owner") == before + 3
     assert seen_from(tracker, 1, OWNER, port=7099) == bytes([127, 0, 0, 1]) + (7001).to_bytes(2, "big")
 
 
 def test_udp_stop_and_repoint_from_another_address_are_refused(tracker):
-    before = failures(tracker, "peer_not_owner")
+    before = failures(tracker, "udp", "peer_not_owner")
     reply = udp_announce(tracker, OWNER, swarm=2, peer=1, key=0xB0A7, port=7002)
     assert struct.unpack_from(">I", reply)[0] == 1
     for event, key, port in ((3, 0, 6881), (0, 0, 9999), (0, 0x1234, 9999)):
         reply = udp_announce(tracker, STRANGER, swarm=2, peer=1, event=event, key=key, port=port)
         assert struct.unpack_from(">I", reply)[0] == 3 and reply[8:].startswith(NOT_OWNER)
-    assert failures(tracker, "peer_not_owner") == before + 3
+    assert failures(tracker, "udp", "peer_not_owner") == before + 3
     assert seen_from(tracker, 2, OWNER, port=7099) == bytes([127, 0, 0, 1]) + (7002).to_bytes(2, "big")
 
 

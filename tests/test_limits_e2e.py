@@ -66,4 +66,4 @@ def test_requests_past_the_allowance_get_a_failure_and_are_counted(tracker):
     replies = [bdecode(get("127.0.0.1", http_port, announce_target(peer=n))[1]) for n in range(5)]
     assert [b"interval" in r for r in replies[:3]] == [True, True, True]
     assert replies[3][b"failure reason"].startswith(b"too many requests from your address")
-    assert 'tracker_failures_total{reason="rate_limited"}' in metrics(admin_port)
+    assert 'tracker_failures_total{door="http",reason="rate_limited"}' in metrics(admin_port)

@@ -190,7 +190,7 @@ def test_entries_per_node_are_capped(core, clock):
     h3 = info_hash(3).hex()
     assert node.send("HAVE " + h3) == ["ERR 400 at most 2 entries per node: DROP some first"]
     assert info_hash(3) not in core.swarms
-    assert core.stats.failures["line_node_entry_cap"] == 1
+    assert core.stats.failures[("line", "node_entry_cap")] == 1
     node.send("DROP " + H1)
     assert node.send("HAVE " + h3) == ["OK HAVE " + h3]
 
@@ -443,7 +443,7 @@ def test_open_mode_refuses_a_node_id_from_another_address(factory, core, clock):
     first.send("HAVE " + H1)
     intruder = Node(factory, "127.0.0.2")
     assert intruder.hello("edge-1") == ["ERR 409 node edge-1 is registered from another address"]
-    assert core.stats.failures["line_node_elsewhere"] == 1
+    assert core.stats.failures[("line", "node_elsewhere")] == 1
     # The registered node keeps its connection, its entry and its address.
     assert not first.closed and first.read() == []
     assert first.send("PING") == ["PONG"]
@@ -499,7 +499,7 @@ def test_token_mode_needs_a_token_for_every_node(core, clock):
 def test_ip_option_needs_a_token(factory, core):
     node = Node(factory, "10.0.0.1")
     assert node.hello("edge-1", ip="192.0.2.99") == ["ERR 403 ip= needs a valid node token (or --allow-ip-param)"]
-    assert core.stats.failures["line_ip_refused"] == 1
+    assert core.stats.failures[("line", "ip_refused")] == 1
     assert len(factory.sessions) == 0 and not node.closed
     # Its own address is no claim on anyone else's.
     assert node.hello("edge-1", ip="10.0.0.1") == ["OK HELLO edge-1 entries=0"]
@@ -580,7 +580,7 @@ def test_a_burst_to_a_slow_reader_coalesces_into_one_resync(core, clock):
         ["10.0.0.1", "7500"], ["10.0.0.1", "7501"], ["10.0.0.1", "7502"]]
     assert len(watcher.events) == 4
     assert factory.sessions.connection_stats.resyncs == 1
-    assert "line_slow_reader" not in core.stats.failures
+    assert ("line", "slow_reader") not in core.stats.failures
     # Afterwards, events flow one by one again.
     watcher.events.clear()
     burst(core, clock, 1, first_peer=900)
@@ -611,7 +611,7 @@ def test_a_subscriber_that_reads_nothing_at_all_is_dropped(core, clock):
     clock.advance(1)
     factory.tick()
     assert watcher.closed and watcher.transport.value() == b""
-    assert core.stats.failures.get("line_slow_reader") == 1
+    assert core.stats.failures.get(("line", "slow_reader")) == 1
     assert factory.sessions.connection_stats.cut_off == 1
     burst(core, clock, 1, first_peer=900)
     assert watcher.transport.value() == b""  # nothing more for it

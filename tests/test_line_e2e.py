@@ -178,5 +178,5 @@ def test_open_mode_a_node_id_cannot_be_taken_from_another_address(tracker_with_a
         intruder.close()
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % tracker.admin_port, timeout=10) as reply:
         metrics = reply.read().decode()
-    assert 'tracker_failures_total{reason="line_node_elsewhere"} 1.0' in metrics
-    assert 'tracker_failures_total{reason="line_ip_refused"} 1.0' in metrics
+    assert 'tracker_failures_total{door="line",reason="node_elsewhere"} 1.0' in metrics
+    assert 'tracker_failures_total{door="line",reason="ip_refused"} 1.0' in metrics

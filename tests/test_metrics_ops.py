@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import time
 
 import pytest
 
@@ -43,6 +44,7 @@ def admin_tracker(tmp_path_factory):
          "--admin", "tcp:%d:interface=127.0.0.1" % admin_port, "--admin-token", TOKEN,
          "--db", "t.sqlite3", "--flush-interval", "0.2"],
         directory, [("127.0.0.1", admin_port)])
+    process.http_port = http_port
     yield process, admin_port
     assert process.stop()
 
@@ -61,8 +63,31 @@ def test_metrics_have_build_info_process_figures_and_zeros_for_every_door(admin_
         assert 'tracker_announces_total{door="%s"} 0.0' % door in text
         assert 'tracker_scrapes_total{door="%s"} 0.0' % door in text
     assert 'door="line"' not in text  # not configured
+    for door in ("http", "udp"):  # latency histograms too, empty
+        assert 'tracker_request_seconds_count{door="%s"} 0.0' % door in text
     assert "# TYPE tracker_tls_handshake_failures_total counter" in text
     assert "tracker_max_swarms " in text and "tracker_max_peers " in text
+
+
+@pytest.mark.e2e
+def test_flushes_and_http_requests_fill_their_histograms(admin_tracker):
+    from e2e_clients import announce_target, get
+
+    process, port = admin_tracker
+    http_port = process.http_port
+    for n in range(32):  # two sampled reads at least
+        assert get("127.0.0.1", http_port, announce_target(peer=n + 1))[0] == 200
+    deadline = time.monotonic() + 10
+    while True:  # the announces are written at the next flush (every 0.2 s)
+        text = request(port, "/metrics", {"Authorization": "Bearer " + TOKEN})[1]
+        counts = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                      if line.startswith(("tracker_flush_seconds_count",
+                                          'tracker_request_seconds_count{door="http"}')))
+        if float(counts.get("tracker_flush_seconds_count", 0)) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert float(counts["tracker_flush_seconds_count"]) >= 1
+    assert float(counts['tracker_request_seconds_count{door="http"}']) >= 2
 
 
 @pytest.mark.e2e
@@ -73,3 +98,101 @@ def test_healthz_needs_no_token_and_says_only_ok(admin_tracker, headers):
     # Everything else still needs the token.
     assert request(port, "/api/health", headers)[0] in (401, 403)
     assert request(port, "/healthz/more", headers)[0] in (401, 403, 404)
+
+
+# -- request latency per door, flush durations, failures by door and reason ----------------
+
+
+def test_observe_many_counts_each_request_of_one_read():
+    h = Histogram((0.001, 0.01))
+    h.observe_many(0.005, 3)
+    assert h.cumulative() == [("0.001", 0), ("0.01", 3), ("+Inf", 3)]
+    assert h.sum == pytest.approx(0.015)
+
+
+def test_http_door_times_one_read_in_n_with_every_request_of_it():
+    from clients import Client
+    from tracker.core import TrackerCore
+    from tracker.doors.http import HTTPTrackerFactory
+    from tracker.histogram import REQUEST_SAMPLE_EVERY
+    from twisted.internet.task import Clock
+
+    factory = HTTPTrackerFactory(TrackerCore(), Clock())
+    client = Client(factory)
+    for n in range(REQUEST_SAMPLE_EVERY - 1):
+        client.announce(peer=n)
+    assert factory.latency.count == 0
+    # The sampled read carries two pipelined requests: both are observed.
+    one = b"GET /announce?info_hash=%s&peer_id=%s&port=1&left=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+    client.send(one % (b"a" * 20, b"b" * 20) + one % (b"a" * 20, b"c" * 20))
+    assert len(client.responses()) == 2
+    assert factory.latency.count == 2 and 0 < factory.latency.sum < 1.0
+
+
+def test_udp_door_times_one_datagram_in_n():
+    from clients import UDPClient
+    from tracker.core import TrackerCore
+    from tracker.doors.udp import UDPTrackerProtocol
+    from tracker.histogram import REQUEST_SAMPLE_EVERY
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import FakeDatagramTransport
+
+    door = UDPTrackerProtocol(TrackerCore(), Clock())
+    transport = FakeDatagramTransport()
+    door.makeConnection(transport)
+    client = UDPClient(door, transport)
+    connection_id = client.connect()
+    for n in range(2 * REQUEST_SAMPLE_EVERY - 1):
+        client.announce(connection_id=connection_id, peer=n)
+    assert door.latency.count == 2
+
+
+def test_line_and_ws_doors_time_every_command():
+    import json as json_module
+
+    from clients import Node
+    from test_ws_door import Browser, pid
+    from tracker.core import TrackerCore
+    from tracker.line.door import LineTrackerFactory
+    from tracker.ws.door import WsTrackerFactory
+    from twisted.internet.task import Clock
+
+    core = TrackerCore()
+    line = LineTrackerFactory(core, Clock())
+    node = Node(line)
+    node.hello("edge-1")
+    node.send("PING")
+    assert line.latency.count == 2
+    ws = WsTrackerFactory(core, Clock())
+    browser = Browser(ws)
+    browser.announce(pid(1), numwant=0, event="started", offers=[])
+    browser.send_text(json_module.dumps({"action": "scrape"}))
+    assert ws.latency.count == 2
+
+
+def test_metrics_have_every_doors_latency_from_the_start_and_failures_by_door_and_reason():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from tracker.admin.api import AdminContext
+    from tracker.admin.metrics import TrackerCollector
+    from tracker.core import TrackerCore
+    from tracker.doors.http import HTTPTrackerFactory
+    from tracker.doors.udp import UDPTrackerProtocol
+    from twisted.internet.task import Clock
+
+    core = TrackerCore()
+    context = AdminContext(core, Clock())
+    context.doors = ("http", "udp")
+    context.door_factories = {"http": HTTPTrackerFactory(core, Clock()),
+                              "udp": UDPTrackerProtocol(core, Clock())}
+    core.stats.count_failure("content_denied", "http")
+    core.stats.count_failure("content_denied", "udp")
+    core.stats.count_failure("bad_magic", "udp")
+    registry = CollectorRegistry()
+    registry.register(TrackerCollector(context))
+    text = generate_latest(registry).decode()
+    for door in ("http", "udp"):
+        assert 'tracker_request_seconds_bucket{door="%s",le="+Inf"} 0.0' % door in text
+        assert 'tracker_request_seconds_count{door="%s"} 0.0' % door in text
+    assert 'tracker_failures_total{door="http",reason="content_denied"} 1.0' in text
+    assert 'tracker_failures_total{door="udp",reason="content_denied"} 1.0' in text
+    assert 'tracker_failures_total{door="udp",reason="bad_magic"} 1.0' in text

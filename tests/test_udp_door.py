@@ -57,7 +57,7 @@ def test_connect_reply_is_16_bytes_with_the_transaction_id(client):
 
 def test_connect_without_magic_is_silent(client, core):
     assert client.send(b"\x00" * 8 + struct.pack(">II", 0, 77)) is None
-    assert core.stats.failures == {"udp_bad_magic": 1}
+    assert core.stats.failures == {("udp", "bad_magic"): 1}
 
 
 def test_short_datagram_is_silent(client):
@@ -315,7 +315,7 @@ def test_a_stop_or_repoint_from_another_address_is_refused_and_counted(door, tra
     for fields in ({"event": 3}, {"port": 7777}, {"port": 7777, "key": 0xBEEF}):
         reply = attacker.announce(**fields)
         assert reply["error"].startswith("this peer id is announced from another address")
-    assert core.stats.failures["peer_not_owner"] == 3
+    assert core.stats.failures[("udp", "peer_not_owner")] == 3
     (peer,) = core.swarms[info_hash(1)].views()
     assert (peer.ip, peer.port) == ("127.0.0.1", 6881)
 

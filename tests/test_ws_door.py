@@ -185,7 +185,7 @@ def test_an_answer_to_an_offer_not_sent_to_that_peer_is_refused(door, change):
     assert [m.get("failure reason") for m in reply] == [
         "no offer with this offer_id was sent to this peer_id from to_peer_id"]
     assert offerer.received() == []
-    assert door.core.stats.failures["ws_unexpected_answer"] == 1
+    assert door.core.stats.failures[("ws", "unexpected_answer")] == 1
 
 
 def test_an_answer_after_the_offerer_left_is_refused(door):
@@ -287,7 +287,7 @@ def test_a_message_too_big_closes_with_1009(core, clock):
     assert browser.close_code() == 1009
     assert browser.transport.disconnecting
     assert door.browsers.peer_count == 0
-    assert core.stats.failures == {"ws_message_too_big": 1}
+    assert core.stats.failures == {("ws", "message_too_big"): 1}
 
 
 def test_a_binary_message_closes_with_1003(door):
@@ -355,7 +355,7 @@ def test_a_socket_that_reads_nothing_gets_no_offers_and_is_cut_off(door, clock):
     clock.advance(300)
     door.tick()
     assert slow.transport.disconnecting and door.stats.cut_off == 1
-    assert door.core.stats.failures == {"ws_slow_reader": 1}
+    assert door.core.stats.failures == {("ws", "slow_reader"): 1}
 
 
 def test_handshake_must_come_in_time(door, clock):
@@ -604,7 +604,7 @@ def test_announces_past_the_allowance_get_a_failure_and_join_nothing(door, core)
     browser.announce(pid(2), info_hash=HASH2)
     reply = browser.received()[0]
     assert reply["failure reason"].startswith("too many requests from your address")
-    assert core.stats.failures["rate_limited"] == 1
+    assert core.stats.failures[("ws", "rate_limited")] == 1
     assert core.scrape([HASH2])[HASH2].incomplete == 0
 
 

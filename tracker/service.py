@@ -92,6 +92,8 @@ class TrackerService(MultiService):
         self.cluster = None
         # --reuse-port: the doors' ports are shared with other processes.
         self.reuse_port = False
+        # The first UDP socket's protocol; every UDP socket shares its latency histogram.
+        self.udp_protocol: Optional[UDPTrackerProtocol] = None
         # The HTTP door's shared state: a SIGHUP reload swaps its settings.
         self.http_factory: Optional[HTTPTrackerFactory] = None
         # The parsed options (makeService sets them): start-up lines, SIGHUP reload.
@@ -173,8 +175,8 @@ def _admin_door(top: TrackerService, reactor, config: Options) -> None:
     # Every configured door's series from the start; latencies where a door records them.
     context.doors = tuple(door for door in ("http", "udp", "line", "ws") if config[door])
     context.door_factories = {door: factory for door, factory in (
-        ("http", top.http_factory), ("line", top.line_factory), ("ws", top.ws_factory))
-        if factory is not None}
+        ("http", top.http_factory), ("udp", top.udp_protocol), ("line", top.line_factory),
+        ("ws", top.ws_factory)) if factory is not None and door in context.doors}
     # /healthz answers before the token and Host checks (a load balancer's probe).
     site = Site(WithLiveness(AdminRoot(context, metrics_resource(context), StatusPage())),
                 logFormatter=redacting_log_formatter)
@@ -227,6 +229,9 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
             protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door
             protocol.rate_limiter = limits.requests
+            if top.udp_protocol is None:
+                top.udp_protocol = protocol
+            protocol.latency = top.udp_protocol.latency  # one histogram for the door
             server = ReusePortUDPServer if top.reuse_port else UDPServer
             listener = server(port, protocol, interface=host, reactor=reactor)
             listener.setName("udp %s:%d" % (host, port))

@@ -43,6 +43,8 @@ MAX_OFFSET = 10_000
 # Swarms examined per reactor turn when a page of them is ordered.
 SCAN_SLICE = 20_000
 MAX_NOTE = 1000
+# The door label of the admin listener's refusals in tracker_failures_total.
+ADMIN_DOOR = "admin"
 # Where a node token comes from: the settings (command line or file, reloaded
 # on SIGHUP) or the admin API (kept in the database); the API's wins.
 TOKEN_FROM_CONFIG, TOKEN_FROM_API = "config", "admin-api"
@@ -294,7 +296,7 @@ class ApiResource(Resource):
             "version": build_info()["version"],
             "uptime_s": round(context.clock.seconds() - context.started_at, 3),
             "announces": dict(core.stats.announces), "scrapes": dict(core.stats.scrapes),
-            "failures": dict(core.stats.failures), "expired_peers": core.stats.expired_peers,
+            "failures": core.stats.failures_by_door(), "expired_peers": core.stats.expired_peers,
             "access_mode": core.access.mode,
             "interval_s": core.settings.interval_s,
         })
@@ -565,12 +567,14 @@ class AdminRoot(Resource):
         Origin, no valid token, a body not declared JSON), each counted."""
         refused = refusal(request, self.context.host_rule)
         if refused is None and not self.authorised(request):
-            self.context.core.stats.count_failure("admin_token")
+            self.context.core.stats.count_failure("token", ADMIN_DOOR)
             return Unauthorized()
         refused = refused or body_refusal(request)
         if refused is not None:
             status, reason, message = refused
-            self.context.core.stats.count_failure(reason)
+            # The guard's reasons start with the door's name, a label of its own here.
+            self.context.core.stats.count_failure(reason[len("admin_"):] if reason.startswith(
+                "admin_") else reason, ADMIN_DOOR)
             return Refused(status, message)
         return None
 

@@ -9,6 +9,7 @@ from twisted.web.resource import Resource
 
 from tracker import tls
 from tracker.cluster.status import cluster_metrics
+from tracker.histogram import REQUEST_SAMPLE_EVERY
 from tracker.startlog import build_info
 
 
@@ -65,10 +66,10 @@ class TrackerCollector:
             scrapes.add_metric([door], count)
         yield scrapes
         yield from request_metrics(context)
-        failures = CounterMetricFamily("tracker_failures", "Refused requests, by reason",
-                                       labels=["reason"])
-        for reason, count in sorted(stats.failures.items()):
-            failures.add_metric([reason], count)
+        failures = CounterMetricFamily("tracker_failures", "Refused requests, by door and reason",
+                                       labels=["door", "reason"])
+        for (door, reason), count in sorted(stats.failures.items()):
+            failures.add_metric([door, reason], count)
         yield failures
         yield CounterMetricFamily("tracker_expired_peers", "Peers removed by the expiry sweep",
                                   value=stats.expired_peers)
@@ -173,18 +174,13 @@ def request_metrics(context):
     for door, record in sorted(tls.failures.items()):
         failed.add_metric([door], record.count)
     yield failed
-    latency = None
+    # Every configured door's histogram from the start (zeros before its first request).
+    latency = HistogramMetricFamily(
+        "tracker_request_seconds", "Time from a request's arrival to its reply, by door "
+        "(HTTP and UDP: one read or datagram in %d)" % REQUEST_SAMPLE_EVERY, labels=["door"])
     for door, factory in sorted(getattr(context, "door_factories", {}).items()):
-        source = getattr(factory, "latency", None)
-        if source is None:
-            continue
-        if latency is None:
-            latency = HistogramMetricFamily("tracker_request_seconds",
-                                            "Time from a request's arrival to its reply, by door",
-                                            labels=["door"])
-        latency.add_metric([door], source.cumulative(), source.sum)
-    if latency is not None:
-        yield latency
+        latency.add_metric([door], factory.latency.cumulative(), factory.latency.sum)
+    yield latency
 
 
 class Liveness(Resource):

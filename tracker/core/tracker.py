@@ -5,7 +5,7 @@ No network imports and no clock: every call that needs the time is given `now`.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Set
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Set, Tuple
 
 import attr
 
@@ -98,18 +98,28 @@ class ScrapeEntry:
 
 
 class TrackerStats:
-    """Counters a door or the admin API reads: requests per door, failures by code."""
+    """Counters a door or the admin API reads: requests per door, failures by
+    door and reason (the core raises TrackerError with a reason; the door
+    that answered it counts it, so the core need not know doors)."""
 
     __slots__ = ("announces", "scrapes", "failures", "expired_peers")
 
     def __init__(self) -> None:
         self.announces: Dict[str, int] = {}
         self.scrapes: Dict[str, int] = {}
-        self.failures: Dict[str, int] = {}
+        self.failures: Dict[Tuple[str, str], int] = {}  # (door, reason) -> count
         self.expired_peers = 0
 
-    def count_failure(self, code: str) -> None:
-        self.failures[code] = self.failures.get(code, 0) + 1
+    def count_failure(self, reason: str, door: str) -> None:
+        key = (door, reason)
+        self.failures[key] = self.failures.get(key, 0) + 1
+
+    def failures_by_door(self) -> Dict[str, Dict[str, int]]:
+        """{door: {reason: count}}, for JSON."""
+        out: Dict[str, Dict[str, int]] = {}
+        for (door, reason), count in self.failures.items():
+            out.setdefault(door, {})[reason] = count
+        return out
 
 
 # The largest byte count (uploaded, downloaded, left) any door accepts: SQLite's

@@ -9,6 +9,7 @@ the request head, and timeouts for idle connections and half-sent requests.
 from __future__ import annotations
 
 import hashlib
+from time import perf_counter
 from typing import Dict, List, Optional
 
 import attr
@@ -23,6 +24,7 @@ from tracker.core import (
 )
 from tracker.doors.fastwrite import send_now, supports_send_now
 from tracker.doors.admission import LimitedConnections
+from tracker.histogram import REQUEST_BUCKETS_S, REQUEST_SAMPLE_EVERY, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
 from tracker.doors.timeouts import TimedConnections
 from tracker.doors.query import parse_announce_query, parse_query, unquote, unquote_cached
@@ -168,7 +170,16 @@ class HTTPTrackerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        now = self.factory.now
+        # Latency, one read in REQUEST_SAMPLE_EVERY: from the read to its replies
+        # handed to the transport, for every request answered in it (they are
+        # written together).
+        factory = self.factory
+        factory.until_sample -= 1
+        started = 0.0
+        if not factory.until_sample:
+            factory.until_sample = REQUEST_SAMPLE_EVERY
+            started = perf_counter()
+        now = factory.now
         self.last_active = now
         buf = self._buffer + data if self._buffer else data
         if not self._buffer:
@@ -193,6 +204,8 @@ class HTTPTrackerProtocol(Protocol):
                 keep_alive = False
             if not keep_alive:
                 self._close(out)
+                if started:
+                    factory.latency.observe_many(perf_counter() - started, len(out))
                 return
             self._request_started = now
         if buf:
@@ -208,6 +221,8 @@ class HTTPTrackerProtocol(Protocol):
                 send_now(self.transport, data)
             else:
                 self.transport.write(data)
+            if started:
+                factory.latency.observe_many(perf_counter() - started, len(out))
 
     def _oversized(self, buf: bytes, settings: HTTPDoorSettings) -> Optional[_Refused]:
         """Refuse a partial head that has already grown past the limits."""
@@ -392,7 +407,7 @@ class HTTPTrackerProtocol(Protocol):
                 request.key = owner_key(unquote(params[b"key"]))
             result = core.announce(request, self.factory.clock.seconds())
         except TrackerError as error:
-            core.stats.count_failure(error.code)
+            core.stats.count_failure(error.code, DOOR_HTTP)
             return encode_failure(error.message)
         if not request.compact:
             settings = self.settings
@@ -434,7 +449,7 @@ class HTTPTrackerProtocol(Protocol):
             _, info_hashes = parse_query(query)
             files = core.scrape(info_hashes, DOOR_HTTP)
         except TrackerError as error:
-            core.stats.count_failure(error.code)
+            core.stats.count_failure(error.code, DOOR_HTTP)
             return encode_failure(error.message)
         return encode_scrape(files, core.settings.min_interval_s)
 
@@ -452,6 +467,9 @@ class HTTPTrackerFactory(LimitedConnections, TimedConnections, Factory):
         self.clock = clock
         self.settings = settings or HTTPDoorSettings()
         self.start_timing(clock)
+        # Request latencies for /metrics (tracker_request_seconds{door="http"}).
+        self.latency = Histogram(REQUEST_BUCKETS_S)
+        self.until_sample = REQUEST_SAMPLE_EVERY  # reads until the next one timed
         self.announce_trailer = announce_trailer(self.settings.tracker_id,
                                                  self.settings.warning_message)
 

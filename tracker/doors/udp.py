@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from time import perf_counter
 from typing import Optional, Tuple
 
 import attr
@@ -30,6 +31,7 @@ from tracker.addresses import normalise_ip, pack_ip
 from tracker.cache import BoundedCache
 from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
 from tracker.doors.connection_ids import ConnectionIds
+from tracker.histogram import REQUEST_BUCKETS_S, REQUEST_SAMPLE_EVERY, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE, AnnounceRateLimiter
 
 log = Logger()
@@ -111,6 +113,10 @@ class UDPTrackerProtocol(DatagramProtocol):
         self._hosts = BoundedCache()
         # Announces and scrapes per second per proven address (None: no limit).
         self.rate_limiter: Optional[AnnounceRateLimiter] = None
+        # Request latencies for /metrics, one datagram in REQUEST_SAMPLE_EVERY
+        # (the service gives every UDP socket the same histogram).
+        self.latency = Histogram(REQUEST_BUCKETS_S)
+        self.until_sample = REQUEST_SAMPLE_EVERY
 
     def startProtocol(self) -> None:
         # Twisted's Port.write checks the address three times per datagram;
@@ -119,6 +125,11 @@ class UDPTrackerProtocol(DatagramProtocol):
             self._sendto = self.transport.socket.sendto
 
     def datagramReceived(self, data: bytes, addr: Tuple) -> None:
+        self.until_sample -= 1
+        started = 0.0
+        if not self.until_sample:  # this one is timed: from here to the reply sent
+            self.until_sample = REQUEST_SAMPLE_EVERY
+            started = perf_counter()
         try:
             reply = self.answer(data, addr[0])
         except Exception:
@@ -133,12 +144,14 @@ class UDPTrackerProtocol(DatagramProtocol):
                 pass  # a full buffer or an unreachable client: UDP may drop it
         else:
             self.transport.write(reply, addr)
+        if started:
+            self.latency.observe(perf_counter() - started)
 
     def answer(self, data: bytes, host: str) -> Optional[bytes]:
         """The reply to one datagram from `host`, or None for silence."""
         size = len(data)
         if size < 16:
-            self.core.stats.count_failure("udp_short_packet")
+            self.core.stats.count_failure("short_packet", DOOR_UDP)
             return None
         connection_id, action, transaction_id = _HEAD.unpack_from(data)
         known = self._hosts.get(host)
@@ -148,15 +161,15 @@ class UDPTrackerProtocol(DatagramProtocol):
         ip, address = known
         if action == ACTION_CONNECT:
             if connection_id != PROTOCOL_ID:
-                self.core.stats.count_failure("udp_bad_magic")
+                self.core.stats.count_failure("bad_magic", DOOR_UDP)
                 return None
             return _CONNECT_REPLY.pack(ACTION_CONNECT, transaction_id,
                                        self.connection_ids.issue(address))
         if action != ACTION_ANNOUNCE and action != ACTION_SCRAPE:
-            self.core.stats.count_failure("udp_unknown_action")
+            self.core.stats.count_failure("unknown_action", DOOR_UDP)
             return error_packet(transaction_id, "unknown action", limit=size)
         if not self.connection_ids.check(connection_id, address):
-            self.core.stats.count_failure("udp_bad_connection_id")
+            self.core.stats.count_failure("bad_connection_id", DOOR_UDP)
             return error_packet(transaction_id, "connection id expired or invalid: connect again",
                                 limit=size)
         try:
@@ -167,12 +180,12 @@ class UDPTrackerProtocol(DatagramProtocol):
                 return self._announce(data, transaction_id, ip, address)
             return self._scrape(data, transaction_id)
         except TrackerError as error:
-            self.core.stats.count_failure(error.code)
+            self.core.stats.count_failure(error.code, DOOR_UDP)
             return error_packet(transaction_id, error.message)
 
     def _announce(self, data: bytes, transaction_id: int, ip: str, address: bytes) -> bytes:
         if len(data) < ANNOUNCE_SIZE:
-            raise TrackerError("udp_short_announce", "announce packet too short: 98 bytes needed")
+            raise TrackerError("short_announce", "announce packet too short: 98 bytes needed")
         (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key,
          numwant, port) = _ANNOUNCE.unpack_from(data)
         if event > 3:
@@ -196,7 +209,7 @@ class UDPTrackerProtocol(DatagramProtocol):
     def _scrape(self, data: bytes, transaction_id: int) -> bytes:
         body = memoryview(data)[16:]
         if not body or len(body) % 20:
-            raise TrackerError("udp_bad_scrape", "scrape needs whole 20-byte info hashes")
+            raise TrackerError("bad_scrape", "scrape needs whole 20-byte info hashes")
         if len(body) > 20 * MAX_SCRAPE_HASHES:
             raise TrackerError("too_many_hashes", "at most %d info hashes per scrape"
                                % MAX_SCRAPE_HASHES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from time import perf_counter
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import attr
@@ -20,6 +21,7 @@ from twisted.protocols.basic import LineReceiver
 from tracker.addresses import address_words, compact_address, normalise_ip
 from tracker.doors.admission import LimitedConnections
 from tracker.doors.timeouts import TimedConnections
+from tracker.histogram import REQUEST_BUCKETS_S, Histogram
 from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
 from tracker.line.protocol import (
     MAX_NAME, MAX_NUMWANT, PONG, LineError, format_event, format_hello, format_ok, format_peer,
@@ -31,6 +33,18 @@ from tracker.sessions import DEFAULT_MAX_ENTRIES, Session, SessionRefused, Sessi
 log = Logger()
 
 ACCESS_REFUSALS = {"content_not_allowed", "content_denied", "address_banned"}
+# The failure reason of an ERR code, for the refusals given no more precise one
+# (tracker_failures_total{door="line",reason}).
+CODE_REASONS = {400: "bad_command", 401: "bad_token", 403: "forbidden", 404: "unknown_command",
+                408: "idle", 413: "line_too_long", 415: "not_utf8", 500: "internal_error"}
+
+
+def failure_reason(error: LineError) -> str:
+    """A refusal's reason label: the one given, else its code's (LineError
+    defaults to `line_<code>`, which would repeat the door in the reason)."""
+    if error.reason == "line_%d" % error.code:
+        return CODE_REASONS.get(error.code, str(error.code))
+    return error.reason
 # Who may register a node id (docs/line-protocol.md, "Node identity").
 AUTH_OPEN, AUTH_TOKEN = "open", "token"
 
@@ -150,7 +164,13 @@ class LineTrackerProtocol(LineReceiver):
     def lineReceived(self, raw: bytes) -> None:
         if self._closing:
             return
+        # Every command timed (far fewer than announces): to its reply written.
+        started = perf_counter()
         self.last_active = self.factory.now
+        self._command(raw)
+        self.factory.latency.observe(perf_counter() - started)
+
+    def _command(self, raw: bytes) -> None:
         try:
             words = split_command(raw, self.max_line)
             if words is None:
@@ -165,9 +185,10 @@ class LineTrackerProtocol(LineReceiver):
         except LineError as error:
             self._refuse(error)
         except TrackerError as error:
-            self._refuse(LineError(403 if error.code in ACCESS_REFUSALS else 400, error.message))
+            self._refuse(LineError(403 if error.code in ACCESS_REFUSALS else 400, error.message,
+                                   reason=error.code))
         except SessionRefused as error:
-            self._refuse(LineError(error.code, error.message, reason="line_" + error.reason))
+            self._refuse(LineError(error.code, error.message, reason=error.reason))
         except Exception:
             log.failure("unexpected error answering {line!r} from {peer}", line=raw[:200],
                         peer=self.peer_ip)
@@ -179,7 +200,7 @@ class LineTrackerProtocol(LineReceiver):
         emit = log.info if self._errors == 1 else log.debug
         emit("line client {peer} refused: {code} {message}", peer=self.peer_ip, code=error.code,
              message=error.message)
-        self.factory.core.stats.count_failure(error.reason)
+        self.factory.core.stats.count_failure(failure_reason(error), DOOR_LINE)
         self.send(error.line())
         if error.close:
             self._close_after_replies()
@@ -253,7 +274,7 @@ class LineTrackerProtocol(LineReceiver):
         """Abort a connection whose client reads nothing (closing politely
         would wait for it to read what is already buffered)."""
         log.info("line client {peer} cut off: {why}", peer=self.peer_ip, why=why)
-        self.factory.core.stats.count_failure("line_slow_reader")
+        self.factory.core.stats.count_failure("slow_reader", DOOR_LINE)
         self.factory.sessions.connection_stats.cut_off += 1
         self._closing = True
         self._events, self._resync = [], {}
@@ -278,7 +299,7 @@ class LineTrackerProtocol(LineReceiver):
         if ip != self.peer_ip and not (proven or factory.settings.allow_ip_param):
             # Otherwise anyone could send BitTorrent clients to any address.
             raise LineError(403, "ip= needs a valid node token (or --allow-ip-param)",
-                            reason="line_ip_refused")
+                            reason="ip_refused")
         # A node that proved itself may take its id over from any address; one
         # that did not only from the address the id is registered from.
         self.session, kept = factory.sessions.attach(
@@ -419,6 +440,8 @@ class LineTrackerFactory(LimitedConnections, TimedConnections, Factory):
             sessions = SessionRegistry(core, clock, settings.grace_s, settings.max_entries)
         self.sessions = sessions
         self.start_timing(clock)
+        # Command latencies for /metrics (tracker_request_seconds{door="line"}).
+        self.latency = Histogram(REQUEST_BUCKETS_S)
         # Connections with events waiting for the end of this reactor turn.
         self._with_events: List[LineTrackerProtocol] = []
         self._events_call: Optional[IDelayedCall] = None

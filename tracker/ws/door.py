@@ -13,6 +13,7 @@ peer that made the offer, only from a peer the offer was sent to.
 """
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Dict, List, Optional, Tuple
 
 import attr
@@ -33,6 +34,7 @@ from tracker.core.browsers import DOOR_WS, BrowserPeers
 from tracker.doors.fastwrite import send_now, supports_send_now
 from tracker.doors.admission import LimitedConnections
 from tracker.doors.timeouts import TimedConnections
+from tracker.histogram import REQUEST_BUCKETS_S, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
 from tracker.sessions import Session, SessionRefused, SessionRegistry
 from tracker.ws.protocol import (
@@ -163,7 +165,7 @@ class WsTrackerProtocol(Protocol):
     def _broken(self, error: RemoteProtocolError) -> None:
         """Not WebSocket, or a frame against the rules: wsproto's answer
         (HTTP 400 for a bad handshake, a close frame otherwise), then close."""
-        self.factory.core.stats.count_failure("ws_protocol_error")
+        self.factory.core.stats.count_failure("protocol_error", DOOR_WS)
         hint = error.event_hint
         try:
             if isinstance(hint, RejectConnection):
@@ -183,7 +185,7 @@ class WsTrackerProtocol(Protocol):
             forwarded = headers.get(settings.proxy_header)
             client = forwarded_client(forwarded, settings.trusted_proxies) if forwarded else None
             if client is None:
-                self.factory.core.stats.count_failure("bad_proxy_header")
+                self.factory.core.stats.count_failure("bad_proxy_header", DOOR_WS)
                 self.transport.write(self.ws.send(RejectConnection(status_code=400)))
                 self._lose()
                 return
@@ -200,7 +202,7 @@ class WsTrackerProtocol(Protocol):
         """Gather a message's fragments, refusing one past the size limit."""
         self._size += len(event.data)
         if self._size > self.factory.settings.max_message:
-            self.factory.core.stats.count_failure("ws_message_too_big")
+            self.factory.core.stats.count_failure("message_too_big", DOOR_WS)
             self.close_ws(CLOSE_TOO_BIG, "message longer than %d characters"
                           % self.factory.settings.max_message)
             return
@@ -213,7 +215,10 @@ class WsTrackerProtocol(Protocol):
         else:
             text = event.data
         self._size = 0
+        # Every message timed, from its last fragment read to its reply written.
+        started = perf_counter()
         self.factory.message(self, text)
+        self.factory.latency.observe(perf_counter() - started)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -296,7 +301,7 @@ class WsTrackerProtocol(Protocol):
     def _cut_off(self) -> None:
         """Abort a socket that has read nothing of ours for the idle timeout
         (closing politely would wait for it to read what is buffered)."""
-        self.factory.core.stats.count_failure("ws_slow_reader")
+        self.factory.core.stats.count_failure("slow_reader", DOOR_WS)
         self.factory.stats.cut_off += 1
         self.closing = True
         self.open = False
@@ -346,6 +351,8 @@ class WsTrackerFactory(LimitedConnections, TimedConnections, Factory):
                                         door=DOOR_WS, kind="browser", record=False,
                                         peers=self.browsers)
         self.stats = WsStats()
+        # Message latencies for /metrics (tracker_request_seconds{door="ws"}).
+        self.latency = Histogram(REQUEST_BUCKETS_S)
         self._serial = 0
 
     @property
@@ -408,7 +415,9 @@ class WsTrackerFactory(LimitedConnections, TimedConnections, Factory):
             connection.close_ws(CLOSE_INTERNAL, "internal error (logged)")
 
     def _refuse(self, connection: WsTrackerProtocol, error: WsError) -> None:
-        self.core.stats.count_failure(error.code)
+        # The door is a label of its own: a `ws_` prefix of the code is not repeated.
+        code = error.code
+        self.core.stats.count_failure(code[3:] if code.startswith("ws_") else code, DOOR_WS)
         connection.send_text(format_failure(error))
 
     def announce(self, connection: WsTrackerProtocol, request: Announce) -> None:
