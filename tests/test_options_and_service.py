@@ -163,6 +163,10 @@ def test_line_off():
     assert parse("--line", "off", "--admin", "off")["line"] == []
 
 
+def test_off_given_twice_is_still_off():
+    assert parse("--ws", "off", "--ws", "off")["ws"] == []
+
+
 @pytest.mark.parametrize("spec,expected", [
     ("6969", [("::", 6969)]),
     ("127.0.0.1:7000", [("127.0.0.1", 7000)]),

@@ -102,7 +102,8 @@ def _udp_addresses(value: Any) -> List[Tuple[str, int]]:
 
 
 def _endpoints_or_off(value: Any) -> List[str]:
-    if value in ("off", ["off"]):
+    # `--ws off` given twice (a script adding it to a command line that has it) is still off.
+    if value == "off" or (isinstance(value, list) and value and set(value) == {"off"}):
         return []
     return _endpoints(value)
 
