@@ -669,3 +669,15 @@ def test_connection_that_never_reads_its_last_replies_is_aborted(factory, clock)
     clock.advance(2)
     factory.tick()
     assert node.transport.disconnected
+
+
+def test_refusals_are_counted_by_door_and_a_reason_without_the_door_in_it(core, factory):
+    node = Node(factory)
+    assert node.send("FROB")[0].startswith("ERR 404")
+    assert node.send("HAVE " + H1)[0].startswith("ERR 403 say HELLO first")
+    assert node.hello("edge-1") == ["OK HELLO edge-1 entries=0"]
+    core.access.add("deny", info_hash(2))
+    assert node.send("HAVE " + info_hash(2).hex())[0].startswith("ERR 403")
+    Node(factory).hello("edge-1")  # takes the id over: the old connection is told 409
+    assert core.stats.failures == {("line", "unknown_command"): 1, ("line", "forbidden"): 1,
+                                   ("line", "content_denied"): 1, ("line", "replaced"): 1}

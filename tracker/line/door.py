@@ -36,7 +36,8 @@ ACCESS_REFUSALS = {"content_not_allowed", "content_denied", "address_banned"}
 # The failure reason of an ERR code, for the refusals given no more precise one
 # (tracker_failures_total{door="line",reason}).
 CODE_REASONS = {400: "bad_command", 401: "bad_token", 403: "forbidden", 404: "unknown_command",
-                408: "idle", 413: "line_too_long", 415: "not_utf8", 500: "internal_error"}
+                408: "idle", 409: "replaced", 413: "line_too_long", 415: "not_utf8",
+                500: "internal_error"}
 
 
 def failure_reason(error: LineError) -> str:
