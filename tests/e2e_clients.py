@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import http.client
 import socket
+import subprocess
+import sys
 from typing import List, Optional, Tuple
 from urllib.parse import quote_from_bytes
 
 from helpers import info_hash, peer_id
+from process import REPO, TrackerProcess, free_port, source_env
 
 
 def get(host: str, port: int, target: str) -> Tuple[int, bytes]:
@@ -59,3 +62,35 @@ class LineSocket:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+ADMIN_TOKEN = "admin-s3cret"
+
+
+class AdminTracker:
+    """A real tracker with HTTP, line and a token-guarded admin listener, and
+    `tracker-admin` run against it (or against its stopped database)."""
+
+    def __init__(self, tmp_path):
+        self.http, self.line, self.admin = free_port(), free_port(), free_port()
+        self.db = tmp_path / "tracker.sqlite3"
+        self.process = TrackerProcess(
+            ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http, "--udp", "off",
+             "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % self.line,
+             "--admin", "tcp:%d:interface=127.0.0.1" % self.admin, "--admin-token", ADMIN_TOKEN,
+             "--node-token", "edge-cfg=cfg-secret", "--line-auth", "open",
+             "--db", str(self.db), "--flush-interval", "0.1"],
+            tmp_path, [("127.0.0.1", p) for p in (self.http, self.line, self.admin)])
+
+    def admin_cli(self, *args, token=ADMIN_TOKEN, db=False):
+        command = [sys.executable, str(REPO / "tools" / "tracker_admin.py")]
+        if db:
+            command += ["--db", str(self.db)]
+        else:
+            command += ["--admin-url", "http://127.0.0.1:%d" % self.admin]
+            if token:
+                command += ["--token", token]
+        env = dict(source_env())
+        env.pop("TRACKER_ADMIN_ADMIN_TOKEN", None)
+        return subprocess.run(command + list(args), capture_output=True, text=True, env=env,
+                              timeout=60)

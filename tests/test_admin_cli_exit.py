@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from e2e_clients import announce_target, get
+from e2e_clients import ADMIN_TOKEN as TOKEN, AdminTracker as Tracker, announce_target, get
 from helpers import info_hash
-from test_admin_e2e import TOKEN, Tracker
 
 pytestmark = pytest.mark.e2e
 

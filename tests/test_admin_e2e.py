@@ -11,40 +11,13 @@ import urllib.request
 
 import pytest
 
-from e2e_clients import LineSocket, announce_target, get
+from e2e_clients import ADMIN_TOKEN as TOKEN, AdminTracker as Tracker, LineSocket, announce_target, get
 from helpers import bdecode, info_hash
-from process import REPO, TrackerProcess, free_port, source_env, twistd_command
+from process import REPO, free_port, source_env, twistd_command
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "admin-s3cret"
 H1, H2 = info_hash(1).hex(), info_hash(2).hex()
-
-
-class Tracker:
-    def __init__(self, tmp_path):
-        self.http, self.line, self.admin = free_port(), free_port(), free_port()
-        self.db = tmp_path / "tracker.sqlite3"
-        self.process = TrackerProcess(
-            ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % self.http, "--udp", "off",
-             "--ws", "off", "--line", "tcp:%d:interface=127.0.0.1" % self.line,
-             "--admin", "tcp:%d:interface=127.0.0.1" % self.admin, "--admin-token", TOKEN,
-             "--node-token", "edge-cfg=cfg-secret", "--line-auth", "open",
-             "--db", str(self.db), "--flush-interval", "0.1"],
-            tmp_path, [("127.0.0.1", p) for p in (self.http, self.line, self.admin)])
-
-    def admin_cli(self, *args, token=TOKEN, db=False):
-        command = [sys.executable, str(REPO / "tools" / "tracker_admin.py")]
-        if db:
-            command += ["--db", str(self.db)]
-        else:
-            command += ["--admin-url", "http://127.0.0.1:%d" % self.admin]
-            if token:
-                command += ["--token", token]
-        env = dict(source_env())
-        env.pop("TRACKER_ADMIN_TOKEN", None)
-        return subprocess.run(command + list(args), capture_output=True, text=True, env=env,
-                              timeout=60)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from helpers import announce_request, info_hash
-from test_store import tracker_config
+from helpers import announce_request, info_hash, tracker_config
 from tracker import __version__
 from tracker.admin import cli
 from tracker.admin.api import AdminContext, AdminRoot

@@ -9,24 +9,13 @@ import pytest_twisted
 import sqlite_utils
 from twisted.internet import reactor
 
-from helpers import announce_request, info_hash, peer_id
+from helpers import announce_request, info_hash, parse_options as parse, peer_id, tracker_config
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore, TrackerSettings
-from tracker.options import Options
 from tracker.service import makeService
 from tracker.store import MEMORY, SQLiteStore, StoreError, open_database, schema_version
 from tracker.store.database import latest_version, schema_dir
 
 
-def parse(*args):
-    config = Options()
-    config.parseOptions(list(args))
-    return config
-
-
-def tracker_config(db_path, *extra):
-    return parse("--http", "tcp:0:interface=127.0.0.1", "--udp", "off", "--line", "off", "--ws", "off", "--admin", "off",
-                 "--db", str(db_path),
-                 "--flush-interval", "0.05", *extra)
 
 
 # -- the schema ------------------------------------------------------------------------
