@@ -115,3 +115,17 @@ def test_no_sql_outside_the_store():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
                 found.append("%s:%d" % (path.relative_to(PACKAGE.parent), node.lineno))
     assert found == []
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (helpers, clients, e2e_clients,
+    process...), so running one test file never runs another's module code."""
+    tests = Path(__file__).resolve().parent
+    crossings = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     else [])
+            crossings += ["%s imports %s" % (path.name, n) for n in names if n.startswith("test_")]
+    assert crossings == []
