@@ -151,7 +151,7 @@ def test_line_and_ws_doors_time_every_command():
     import json as json_module
 
     from clients import Node
-    from test_ws_door import Browser, pid
+    from browser_clients import Browser, pid
     from tracker.core import TrackerCore
     from tracker.line.door import LineTrackerFactory
     from tracker.ws.door import WsTrackerFactory
