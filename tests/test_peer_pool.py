@@ -182,3 +182,70 @@ def test_append_keeps_seeders_first_and_every_peer_findable():
         pool.append(peer_id(n), compact, float(n), 1, seeder)
         model[peer_id(n)] = (compact, seeder, float(n), 1, 0)
     check_pool(pool, model)
+
+
+# -- a swarm of one peer keeps it inline ---------------------------------------------------
+
+
+def test_a_swarm_of_one_peer_holds_it_inline_until_a_second_comes():
+    core = TrackerCore(TrackerSettings(), rng=random.Random(5))
+    first = core.announce(announce_request(peer=1, ip="10.0.0.1", port=7001, left=0, key=9),
+                          100.0)
+    assert (first.complete, first.incomplete, first.peers) == (1, 0, b"")
+    swarm = core.swarms[info_hash(1)]
+    assert swarm.solo is not None and (swarm._v4, swarm._v6) == (None, None)
+    assert (swarm.first_seen, len(swarm), swarm.seeders) == (100.0, 1, 1)
+    # A re-announce keeps it inline, with the new time and state.
+    core.announce(announce_request(peer=1, ip="10.0.0.1", port=7001, left=5), 150.0)
+    view = swarm.get(peer_id(1))
+    assert (view.last_seen, view.seeder, swarm.solo is not None) == (150.0, False, True)
+    second = core.announce(announce_request(peer=2, ip="10.0.0.2", port=7002), 160.0)
+    assert second.peers == compact_address("10.0.0.1", 7001)
+    assert swarm.solo is None and len(swarm.v4) == 2 and swarm.first_seen == 100.0
+    # The key given at first still owns the entry after it moved into a pool.
+    core.announce(announce_request(peer=1, ip="10.9.9.9", port=7001, left=5, key=9), 170.0)
+    assert swarm.get(peer_id(1)).ip == "10.9.9.9"
+
+
+def test_the_expiry_sweep_puts_a_swarm_left_with_one_peer_back_inline():
+    core = TrackerCore(TrackerSettings(peer_ttl_s=100), rng=random.Random(5))
+    core.announce(announce_request(peer=1, ip="2001:db8::1", port=7001, left=0), 10.0)
+    core.announce(announce_request(peer=2, ip="10.0.0.2", port=7002), 20.0)
+    core.announce(announce_request(peer=1, ip="2001:db8::1", port=7001, left=0), 90.0)
+    swarm = core.swarms[info_hash(1)]
+    assert swarm.solo is None
+    assert list(core.expire(125.0, 10)) == [1]
+    assert swarm.solo is not None and (swarm._v4, swarm._v6) == (None, None)
+    view = swarm.get(peer_id(1))
+    assert (view.ip, view.port, view.seeder, view.last_seen) == ("2001:db8::1", 7001, True, 90.0)
+    assert (swarm.first_seen, core.peer_count, len(swarm)) == (10.0, 1, 1)
+    assert list(core.expire(195.0, 10)) == [1]
+    assert info_hash(1) not in core.swarms and core.peer_count == 0
+
+
+def test_every_way_in_from_outside_sees_the_inline_peer_as_a_pool():
+    core = TrackerCore(TrackerSettings(), rng=random.Random(5))
+    core.announce(announce_request(peer=1, ip="10.0.0.1", port=7001), 5.0)
+    swarm = core.swarms[info_hash(1)]
+    assert [v.peer_id for v in core.peers(info_hash(1), 10)] == [peer_id(1)]
+    assert core.peers(info_hash(1), 10, requester_id=peer_id(1)) == []
+    assert swarm.solo is not None  # looking did not make a pool
+    pool, pos = swarm.locate(peer_id(1))
+    assert pool is swarm.v4 and pool.seen(pos) == 5.0 and swarm.solo is None
+    assert swarm.demote() and swarm.solo is not None
+    core.pin(info_hash(1), peer_id(1), float("inf"))
+    assert swarm.get(peer_id(1)).last_seen == float("inf") and swarm.solo is not None
+    assert core.remove_peer(info_hash(1), peer_id(1))
+    assert (len(swarm), core.peer_count, swarm.first_seen) == (0, 0, 5.0)
+
+
+def test_a_restored_peer_alone_in_its_swarm_is_held_inline():
+    core = TrackerCore(TrackerSettings(), rng=random.Random(5))
+    swarm = core.restore_swarm(info_hash(1), 3.0, 2, "name", 10)
+    core.restore_peer(swarm, peer_id(1), "10.0.0.1", 7001, 0, 4.0, "udp")
+    assert swarm.solo is not None and swarm._first_seen is None
+    assert (swarm.first_seen, swarm.completed, swarm.name, swarm.size) == (3.0, 2, "name", 10)
+    view = swarm.get(peer_id(1))
+    assert (view.door, view.seeder, view.last_seen) == ("udp", True, 4.0)
+    core.restore_peer(swarm, peer_id(2), "10.0.0.2", 7002, 5, 4.0, "http")
+    assert swarm.solo is None and (len(swarm), swarm.seeders, core.peer_count) == (2, 1, 2)

@@ -9,7 +9,9 @@ fixed-width records in two parallel buffers:
     addrs  bytearray    6 bytes a peer (IPv4) or 18 (IPv6): BEP 23 / BEP 7 compact form
 
 Two buffers rather than one per field: each buffer is an object of about 60
-bytes, which is most of what a swarm of one peer costs.
+bytes. A swarm of one peer (most swarms) has no pool at all: it keeps that
+peer inline as one `bytes` object (`Swarm.solo`), and makes a pool when a
+second peer comes.
 
 Seeders occupy positions [0, seeders) and leechers [seeders, len). A new peer
 goes to a random position of its part (the peer it displaces moves to the
@@ -66,6 +68,13 @@ _TAIL = struct.Struct("<BdI")  # door, seen, key: a record after its id
 NO_KEY = 0
 # A pool this large keeps an id -> position dict; it drops it below half that.
 INDEX_AT = 128
+# A swarm's one peer held inline (`Swarm.solo`), one bytes object: the
+# record's fields at the record's offsets (the door byte also carries
+# SOLO_SEEDER), the swarm's first-seen time, then the compact address.
+_SOLO = struct.Struct("<20sBdId")
+SOLO_FIRST_AT = RECORD
+SOLO_ADDR_AT = _SOLO.size
+SOLO_SEEDER = 0x80
 
 
 def completion_key(peer_id: bytes) -> int:
@@ -372,58 +381,245 @@ class PeerPool:
 
 
 class Swarm:
-    """The peers of one piece of content: an IPv4 pool, an IPv6 pool when an
-    IPv6 peer has come, and the completion count."""
+    """The peers of one piece of content: one peer held inline (`solo`), or an
+    IPv4 pool and an IPv6 pool, made when a peer of that family comes; and the
+    completion count.
 
-    __slots__ = ("info_hash", "v4", "v6", "completed", "completed_by", "first_seen",
-                 "name", "size")
+    Most swarms have one peer (and a flood of random info hashes makes a
+    million of them), so a swarm of one peer keeps it as a single `bytes`
+    object: its record, the swarm's first-seen time, its compact address (see
+    `SOLO_*`). A second peer turns it into a pool; the expiry sweep turns a
+    pool of one back. Every method that hands out a pool (`v4`, `v6`,
+    `pools`, `pool_for`, `locate`, `sample`) first turns a solo peer into a
+    pool, so callers outside the core never see the solo form.
+
+    Rarely used fields (name, size, completions) live in one side list, made
+    when the first of them is set."""
+
+    __slots__ = ("info_hash", "solo", "_v4", "_v6", "_first_seen", "_more")
 
     def __init__(self, info_hash: bytes, first_seen: float = 0.0) -> None:
         self.info_hash = info_hash
-        self.first_seen = first_seen
-        # Metadata that line-protocol nodes may give (HAVE name=... size=...).
-        self.name: Optional[str] = None
-        self.size: Optional[int] = None
-        self.v4 = PeerPool(6)
-        self.v6: Optional[PeerPool] = None
-        self.completed = 0
-        # Who has been counted as completed, so each peer counts once: 64-bit
-        # fingerprints of their peer ids, sorted (8 bytes a completion). None
-        # until the first completion: most swarms never see one.
-        self.completed_by: Optional[array] = None
+        # None while the solo peer holds the first-seen time.
+        self._first_seen: Optional[float] = first_seen
+        self.solo: Optional[bytes] = None
+        self._v4: Optional[PeerPool] = None
+        self._v6: Optional[PeerPool] = None
+        # [completed, completed_by, name, size], or None while all are unset.
+        self._more: Optional[list] = None
+
+    # -- the rarely used fields ---------------------------------------------------------
+
+    def _set_more(self, at: int, value) -> None:
+        more = self._more
+        if more is None:
+            more = self._more = [0, None, None, None]
+        more[at] = value
+
+    @property
+    def completed(self) -> int:
+        more = self._more
+        return more[0] if more is not None else 0
+
+    @completed.setter
+    def completed(self, value: int) -> None:
+        if value or self._more is not None:
+            self._set_more(0, value)
+
+    @property
+    def completed_by(self) -> Optional[array]:
+        """Who has been counted as completed, so each peer counts once: 64-bit
+        fingerprints of their peer ids, sorted (8 bytes a completion). None
+        until the first completion: most swarms never see one."""
+        more = self._more
+        return more[1] if more is not None else None
+
+    @completed_by.setter
+    def completed_by(self, value: Optional[array]) -> None:
+        if value is not None or self._more is not None:
+            self._set_more(1, value)
+
+    @property
+    def name(self) -> Optional[str]:
+        """Metadata that line-protocol nodes may give (HAVE name=... size=...)."""
+        more = self._more
+        return more[2] if more is not None else None
+
+    @name.setter
+    def name(self, value: Optional[str]) -> None:
+        if value is not None or self._more is not None:
+            self._set_more(2, value)
+
+    @property
+    def size(self) -> Optional[int]:
+        more = self._more
+        return more[3] if more is not None else None
+
+    @size.setter
+    def size(self, value: Optional[int]) -> None:
+        if value is not None or self._more is not None:
+            self._set_more(3, value)
+
+    @property
+    def first_seen(self) -> float:
+        first_seen = self._first_seen
+        if first_seen is None:
+            return _SEEN.unpack_from(self.solo, SOLO_FIRST_AT)[0]
+        return first_seen
+
+    @first_seen.setter
+    def first_seen(self, value: float) -> None:
+        self._first_seen = value
+
+    # -- the solo peer ------------------------------------------------------------------
+
+    def set_solo(self, peer_id: bytes, compact: bytes, seen: float, door: int, seeder: bool,
+                 key: int, first_seen: Optional[float] = None) -> None:
+        """Make (or replace) the swarm's one peer, held inline. The swarm must
+        have no peer in a pool. `first_seen` given: the solo peer holds the
+        swarm's first-seen time (and the float is not kept)."""
+        if first_seen is None:
+            first_seen = self.first_seen
+        else:
+            self._first_seen = None
+        self.solo = _SOLO.pack(peer_id, door | SOLO_SEEDER if seeder else door, seen, key,
+                               first_seen) + compact
+        self._v4 = self._v6 = None
+
+    def refresh_solo(self, compact: bytes, seen: float, door: int, seeder: bool,
+                     key: int) -> bool:
+        """`PeerPool.refresh` for the solo peer; True if it changed family."""
+        solo = self.solo
+        if key == NO_KEY:
+            key = _KEY.unpack_from(solo, _KEY_AT)[0]
+        self.set_solo(solo[:ID_WIDTH], compact, seen, door, seeder, key)
+        return len(solo) - SOLO_ADDR_AT != len(compact)
+
+    def set_solo_seen(self, seen: float) -> None:
+        solo = self.solo
+        self.solo = solo[:_SEEN_AT] + _SEEN.pack(seen) + solo[_SEEN_AT + 8:]
+
+    def solo_seen(self) -> float:
+        return _SEEN.unpack_from(self.solo, _SEEN_AT)[0]
+
+    def promote(self) -> None:
+        """Move the solo peer, if any, into a pool of its family."""
+        solo = self.solo
+        if solo is None:
+            return
+        peer_id, flags, seen, key, first_seen = _SOLO.unpack_from(solo)
+        if self._first_seen is None:
+            self._first_seen = first_seen
+        self.solo = None
+        compact = solo[SOLO_ADDR_AT:]
+        pool = PeerPool(len(compact))
+        pool.append(peer_id, compact, seen, flags & ~SOLO_SEEDER, bool(flags & SOLO_SEEDER), key)
+        if len(compact) == 6:
+            self._v4 = pool
+        else:
+            self._v6 = pool
+
+    def demote(self) -> bool:
+        """Hold a swarm's only peer inline again (freeing its pool); False
+        when the swarm has not exactly one peer."""
+        if self.solo is not None or len(self) != 1:
+            return False
+        pool = self._v4 if self._v4 is not None and len(self._v4) else self._v6
+        recs = pool.recs
+        door, seen, key = _TAIL.unpack_from(recs, ID_WIDTH)
+        first_seen = self.first_seen
+        self._v4 = self._v6 = None
+        self.set_solo(bytes(recs[:ID_WIDTH]), bytes(pool.addrs), seen, door,
+                      pool.seeders == 1, key, first_seen)
+        return True
+
+    def drop_solo(self) -> bytes:
+        """Take the solo peer out (the swarm is then empty); returns its peer id."""
+        solo = self.solo
+        if self._first_seen is None:
+            self._first_seen = _SEEN.unpack_from(solo, SOLO_FIRST_AT)[0]
+        self.solo = None
+        return solo[:ID_WIDTH]
+
+    def solo_view(self) -> PeerView:
+        solo = self.solo
+        peer_id, flags, seen, _key, _first = _SOLO.unpack_from(solo)
+        return PeerView(peer_id, solo[SOLO_ADDR_AT:], bool(flags & SOLO_SEEDER), seen,
+                        DOOR_NAMES[flags & ~SOLO_SEEDER])
+
+    def solo_owned_by(self, packed_ip: bytes, key: int) -> bool:
+        """`PeerPool.owned_by` for the solo peer."""
+        solo = self.solo
+        if len(packed_ip) + 2 + SOLO_ADDR_AT == len(solo) and solo.startswith(
+                packed_ip, SOLO_ADDR_AT):
+            return True
+        return key != NO_KEY and key == _KEY.unpack_from(solo, _KEY_AT)[0]
+
+    # -- counts -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        v6 = self.v6
-        return len(self.v4) + (len(v6) if v6 is not None else 0)
+        if self.solo is not None:
+            return 1
+        v4, v6 = self._v4, self._v6
+        return (len(v4) if v4 is not None else 0) + (len(v6) if v6 is not None else 0)
 
     def __bool__(self) -> bool:
         return True
 
     @property
     def seeders(self) -> int:
-        v6 = self.v6
-        return self.v4.seeders + (v6.seeders if v6 is not None else 0)
+        solo = self.solo
+        if solo is not None:
+            return 1 if solo[_DOOR_AT] & SOLO_SEEDER else 0
+        v4, v6 = self._v4, self._v6
+        return (v4.seeders if v4 is not None else 0) + (v6.seeders if v6 is not None else 0)
 
     @property
     def leechers(self) -> int:
         return len(self) - self.seeders
 
+    # -- pools --------------------------------------------------------------------------
+
+    @property
+    def v4(self) -> PeerPool:
+        """The IPv4 pool (made if there is none)."""
+        self.promote()
+        if self._v4 is None:
+            self._v4 = PeerPool(6)
+        return self._v4
+
+    @property
+    def v6(self) -> Optional[PeerPool]:
+        """The IPv6 pool, None until an IPv6 peer has come."""
+        self.promote()
+        return self._v6
+
     def pools(self) -> List[PeerPool]:
-        return [self.v4] if self.v6 is None else [self.v4, self.v6]
+        self.promote()
+        return [pool for pool in (self._v4, self._v6) if pool is not None]
 
     def pool_for(self, compact: bytes) -> PeerPool:
+        self.promote()
         if len(compact) == 6:
-            return self.v4
-        if self.v6 is None:
-            self.v6 = PeerPool(18)
-        return self.v6
+            if self._v4 is None:
+                self._v4 = PeerPool(6)
+            return self._v4
+        if self._v6 is None:
+            self._v6 = PeerPool(18)
+        return self._v6
 
     def locate(self, peer_id: bytes) -> Tuple[Optional[PeerPool], int]:
         """(pool, position) of a peer, or (None, -1)."""
-        pos = self.v4.find(peer_id)
-        if pos >= 0:
-            return self.v4, pos
-        v6 = self.v6
+        if self.solo is not None:
+            if not self.solo.startswith(peer_id):
+                return None, -1
+            self.promote()
+        v4 = self._v4
+        if v4 is not None:
+            pos = v4.find(peer_id)
+            if pos >= 0:
+                return v4, pos
+        v6 = self._v6
         if v6 is not None:
             pos = v6.find(peer_id)
             if pos >= 0:
@@ -431,15 +627,25 @@ class Swarm:
         return None, -1
 
     def get(self, peer_id: bytes) -> Optional[PeerView]:
+        solo = self.solo
+        if solo is not None:
+            return self.solo_view() if solo.startswith(peer_id) else None
         pool, pos = self.locate(peer_id)
         return pool.view(pos) if pool is not None else None
 
     def __contains__(self, peer_id: bytes) -> bool:
+        solo = self.solo
+        if solo is not None:
+            return solo.startswith(peer_id)
         return self.locate(peer_id)[0] is not None
 
     def views(self) -> Iterator[PeerView]:
-        for pool in self.pools():
-            yield from pool.views_of([(0, len(pool))])
+        if self.solo is not None:
+            yield self.solo_view()
+            return
+        for pool in (self._v4, self._v6):
+            if pool is not None:
+                yield from pool.views_of([(0, len(pool))])
 
     def remember_completion(self, peer_id: bytes) -> bool:
         """Note that `peer_id` completed (without counting it); False if known."""

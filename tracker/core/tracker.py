@@ -195,24 +195,38 @@ class TrackerCore:
         swarm = self.swarms.get(req.info_hash)
         packed = self.packed_ip(req.ip)
         compact = packed + req.port.to_bytes(2, "big")
+        # The swarm's only peer, held inline (no pool, no position).
+        solo = False
         if swarm is not None:
-            pool, pos = swarm.locate(req.peer_id)
             # Only the entry's owner may change it. CDN nodes' entries are the
             # line door's, which checks a node's identity itself.
-            if (pool is not None and req.door != DOOR_LINE and not pool.owned_by(
-                    pos, self.packed_ip(req.source_ip) if req.source_ip else packed, req.key)):
-                raise TrackerError("peer_not_owner", NOT_OWNER)
+            if swarm.solo is not None and swarm.solo.startswith(req.peer_id):
+                pool, pos, solo = None, -1, True
+                if req.door != DOOR_LINE and not swarm.solo_owned_by(
+                        self.packed_ip(req.source_ip) if req.source_ip else packed, req.key):
+                    raise TrackerError("peer_not_owner", NOT_OWNER)
+            else:
+                pool, pos = swarm.locate(req.peer_id)
+                if (pool is not None and req.door != DOOR_LINE and not pool.owned_by(
+                        pos, self.packed_ip(req.source_ip) if req.source_ip else packed,
+                        req.key)):
+                    raise TrackerError("peer_not_owner", NOT_OWNER)
         else:
             pool, pos = None, -1
-        if pool is None and req.event != EVENT_STOPPED:
+        if pool is None and not solo and req.event != EVENT_STOPPED:
             self._check_room(swarm is None)
         stats = self.stats
         stats.announces[req.door] = stats.announces.get(req.door, 0) + 1
         if req.event == EVENT_STOPPED:
+            if solo:
+                self._remove_solo(swarm)
             return self._with_browsers(req.info_hash, self._stop(swarm, pool, pos))
 
         seeder = req.left == 0
-        if pool is None or pool.addr_width != len(compact):
+        if solo:
+            if swarm.refresh_solo(compact, now, DOOR_CODES[req.door], seeder, req.key):
+                self._joined_solo(swarm)  # moved family: told as a join, as from a pool
+        elif pool is None or pool.addr_width != len(compact):
             swarm, pool, pos = self._join(req, swarm, pool, pos, compact, seeder, now)
         else:
             pos = pool.refresh(pos, compact, now, DOOR_CODES[req.door], seeder, req.key,
@@ -225,6 +239,11 @@ class TrackerCore:
                 req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
 
         settings = self.settings
+        if pool is None:
+            # The swarm's only peer: no one to hand it.
+            result = AnnounceResult(int(seeder), int(not seeder), b"", b"",
+                                    settings.interval_s, settings.min_interval_s)
+            return self._with_browsers(req.info_hash, result) if self.browser_swarms else result
         numwant = req.numwant
         if numwant is None or numwant < 0:
             numwant = settings.default_numwant
@@ -263,14 +282,22 @@ class TrackerCore:
         """Add the announcing peer to its pool: a new peer, perhaps of a new
         swarm, or one that moved to the other address family. Returns
         (swarm, pool, position)."""
-        if swarm is None:
-            swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, now)
-            if self.changes is not None:
-                self.changes.content_changed(swarm)
         if pool is not None:
             # Moved family: the entry leaves its old pool (and comes back below).
             pool.remove(pos)
             self.peer_count -= 1
+        if swarm is None or not len(swarm):
+            # The swarm's only peer: held inline, without a pool.
+            new = swarm is None
+            if new:
+                swarm = self.swarms[req.info_hash] = Swarm(req.info_hash)
+            swarm.set_solo(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, req.key,
+                           now if new else None)
+            if new and self.changes is not None:
+                self.changes.content_changed(swarm)
+            self.peer_count += 1
+            self._joined_solo(swarm)
+            return swarm, None, -1
         pool = swarm.pool_for(compact)
         pos = pool.add(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, self._rng,
                        req.key)
@@ -278,6 +305,20 @@ class TrackerCore:
         if self._watchers and req.info_hash in self._watchers:
             self._notify(req.info_hash, pool.view(pos), True)
         return swarm, pool, pos
+
+    def _joined_solo(self, swarm: Swarm) -> None:
+        if self._watchers and swarm.info_hash in self._watchers:
+            self._notify(swarm.info_hash, swarm.solo_view(), True)
+
+    def _remove_solo(self, swarm: Swarm) -> None:
+        watchers = self._watchers
+        peer = swarm.solo_view() if watchers and swarm.info_hash in watchers else None
+        peer_id = swarm.drop_solo()
+        self.peer_count -= 1
+        if self.changes is not None:
+            self.changes.peer_removed(swarm.info_hash, peer_id)
+        if peer is not None:
+            self._notify(swarm.info_hash, peer, False)
 
     def _stop(self, swarm: Optional[Swarm], pool: Optional[PeerPool], pos: int) -> AnnounceResult:
         """event=stopped: the peer leaves; the reply has counts and no peers."""
@@ -323,6 +364,9 @@ class TrackerCore:
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return False
+        if swarm.solo is not None and swarm.solo.startswith(peer_id):
+            self._remove_solo(swarm)
+            return True
         pool, pos = swarm.locate(peer_id)
         if pool is None:
             return False
@@ -350,6 +394,11 @@ class TrackerCore:
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return
+        if swarm.solo is not None and swarm.solo.startswith(peer_id):
+            swarm.set_solo_seen(until)
+            if self.changes is not None:
+                self.changes.peer_seen(info_hash, peer_id, until)
+            return
         pool, pos = swarm.locate(peer_id)
         if pool is not None:
             pool.set_seen(pos, until)
@@ -363,6 +412,12 @@ class TrackerCore:
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return []
+        solo = swarm.solo
+        if solo is not None:
+            if numwant <= 0 or (requester_id is not None and solo.startswith(requester_id)):
+                return []
+            view = swarm.solo_view()
+            return [] if seeder and view.seeder else [view]
         pool, pos = swarm.locate(requester_id) if requester_id is not None else (None, -1)
         if pool is not None:
             seeder = pos < pool.seeders
@@ -433,7 +488,15 @@ class TrackerCore:
             swarm = self.swarms.get(info_hash)
             if swarm is None:
                 continue
-            for pool in swarm.pools():
+            if swarm.solo is not None:
+                if swarm.solo_seen() < cutoff:
+                    self._remove_solo(swarm)
+                    removed += 1
+                examined += 1
+                if examined >= budget:
+                    examined = 0
+                    yield removed
+            for pool in [p for p in (swarm._v4, swarm._v6) if p is not None]:
                 # From the end down: a removal moves a later peer into the gap,
                 # and every later peer has been looked at already.
                 pos = len(pool) - 1
@@ -449,8 +512,13 @@ class TrackerCore:
                         if self.swarms.get(info_hash) is not swarm:
                             break
                         pos = min(pos, len(pool) - 1)
-            if not len(swarm) and not swarm.completed and self.swarms.get(info_hash) is swarm:
-                del self.swarms[info_hash]
+            if self.swarms.get(info_hash) is not swarm:
+                continue
+            if not len(swarm):
+                if not swarm.completed:
+                    del self.swarms[info_hash]
+            elif swarm.solo is None and len(swarm) == 1:
+                swarm.demote()  # its last peer goes back inline; the pool is freed
         self.stats.expired_peers += removed
         yield removed
 
@@ -492,9 +560,14 @@ class TrackerCore:
         BEP 20 peer ids start with the client's name, so appending them would
         hand out windows of one client."""
         compact = self.compact_address(ip, port)
+        self.peer_count += 1
+        if not len(swarm):
+            # Alone in its swarm: held inline, with the swarm's first-seen time.
+            swarm.set_solo(peer_id, compact, last_seen, DOOR_CODES.get(door, 0), left == 0,
+                           NO_KEY, swarm.first_seen)
+            return
         swarm.pool_for(compact).add(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
                                     left == 0, self._rng)
-        self.peer_count += 1
 
     # -- figures --------------------------------------------------------------
 
