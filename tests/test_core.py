@@ -349,6 +349,25 @@ def test_expiry_works_in_bounded_slices():
     assert core.swarms == {}
 
 
+def test_a_swarm_table_left_a_quarter_full_by_expiry_is_rebuilt_smaller(monkeypatch):
+    import sys
+    import tracker.core.tracker as core_module
+    monkeypatch.setattr(core_module, "COMPACT_FROM", 64)
+    core = make_core(interval_s=100)
+    table = core.swarms
+    for s in range(400):
+        core.announce(announce_request(swarm=s, peer=1), 0.0 if s >= 10 else 500.0)
+    cpython = sys.implementation.name == "cpython"  # PyPy has no getsizeof
+    full = sys.getsizeof(table) if cpython else 0
+    run_sweep(core, 300.0, 1000)
+    # The same dict (others hold it), holding the ten live swarms, rebuilt.
+    assert core.swarms is table and sorted(table) == sorted(info_hash(s) for s in range(10))
+    assert core._swarms_high == 10
+    if cpython:
+        assert sys.getsizeof(table) < full // 8
+    assert core.scrape([info_hash(3)])[info_hash(3)].incomplete == 1
+
+
 def test_peer_reannouncing_during_a_sweep_survives_it():
     core = make_core(interval_s=100)
     fill(core, swarm=1, leechers=10, now=0.0)

@@ -19,6 +19,8 @@ from tracker.core.swarm import (
 )
 
 MINUTE = 60
+# Below this many swarms, the swarm table is never rebuilt (it is small anyway).
+COMPACT_FROM = 65536
 
 NOT_OWNER = ("this peer id is announced from another address: announce from that address,"
              " or with the key it was announced with")
@@ -170,6 +172,8 @@ class TrackerCore:
         self.browser_swarms: Dict[bytes, Any] = {}
         # Packed addresses of the IP strings seen lately.
         self._packed_ips = BoundedCache()
+        # The most swarms held since `swarms` was last rebuilt (see _compact_swarms).
+        self._swarms_high = 0
 
     def packed_ip(self, ip: str) -> bytes:
         """The 4 or 16 bytes of an address, remembered per IP."""
@@ -484,6 +488,7 @@ class TrackerCore:
         cutoff = now - self.settings.effective_peer_ttl_s
         examined = 0
         removed = 0
+        self._swarms_high = max(self._swarms_high, len(self.swarms))
         for info_hash in list(self.swarms):
             swarm = self.swarms.get(info_hash)
             if swarm is None:
@@ -520,7 +525,21 @@ class TrackerCore:
             elif swarm.solo is None and len(swarm) == 1:
                 swarm.demote()  # its last peer goes back inline; the pool is freed
         self.stats.expired_peers += removed
+        self._compact_swarms()
         yield removed
+
+    def _compact_swarms(self) -> None:
+        """Rebuild `swarms` when it holds a quarter of what it once did: a dict
+        never shrinks when keys are deleted, so after a flood of swarms has
+        expired its table (40 MiB for a million) would stay. Rebuilt in place:
+        others hold `core.swarms` itself."""
+        swarms = self.swarms
+        if self._swarms_high < COMPACT_FROM or len(swarms) * 4 > self._swarms_high:
+            return
+        live = dict(swarms)
+        swarms.clear()
+        swarms.update(live)
+        self._swarms_high = len(swarms)
 
     # -- restoring from the store ----------------------------------------------
 
