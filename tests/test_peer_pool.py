@@ -243,7 +243,7 @@ def test_a_restored_peer_alone_in_its_swarm_is_held_inline():
     core = TrackerCore(TrackerSettings(), rng=random.Random(5))
     swarm = core.restore_swarm(info_hash(1), 3.0, 2, "name", 10)
     core.restore_peer(swarm, peer_id(1), "10.0.0.1", 7001, 0, 4.0, "udp")
-    assert swarm.solo is not None and swarm._first_seen is None
+    assert swarm.solo is not None and swarm._more[4] is None  # the solo peer holds it
     assert (swarm.first_seen, swarm.completed, swarm.name, swarm.size) == (3.0, 2, "name", 10)
     view = swarm.get(peer_id(1))
     assert (view.door, view.seeder, view.last_seen) == ("udp", True, 4.0)

@@ -75,6 +75,8 @@ _SOLO = struct.Struct("<20sBdId")
 SOLO_FIRST_AT = RECORD
 SOLO_ADDR_AT = _SOLO.size
 SOLO_SEEDER = 0x80
+# Swarm._more when it says nothing but that the solo peer holds the first-seen time.
+_NO_MORE = [0, None, None, None, None]
 
 
 def completion_key(peer_id: bytes) -> int:
@@ -394,27 +396,36 @@ class Swarm:
     pool, so callers outside the core never see the solo form.
 
     Rarely used fields (name, size, completions) live in one side list, made
-    when the first of them is set."""
+    when the first of them is set; so does the first-seen time, except while
+    the solo peer holds it. Five slots: PyPy stores up to five in the object
+    itself, and a sixth costs it 64 bytes more."""
 
-    __slots__ = ("info_hash", "solo", "_v4", "_v6", "_first_seen", "_more")
+    __slots__ = ("info_hash", "solo", "_v4", "_v6", "_more")
 
-    def __init__(self, info_hash: bytes, first_seen: float = 0.0) -> None:
+    def __init__(self, info_hash: bytes, first_seen: Optional[float] = 0.0) -> None:
+        """`first_seen` None: the caller makes the solo peer at once, with the time."""
         self.info_hash = info_hash
-        # None while the solo peer holds the first-seen time.
-        self._first_seen: Optional[float] = first_seen
         self.solo: Optional[bytes] = None
         self._v4: Optional[PeerPool] = None
         self._v6: Optional[PeerPool] = None
-        # [completed, completed_by, name, size], or None while all are unset.
-        self._more: Optional[list] = None
+        # [completed, completed_by, name, size, first_seen] (first_seen None
+        # while the solo peer holds it), or None while that is all it would say.
+        self._more: Optional[list] = None if first_seen is None else [0, None, None, None,
+                                                                       first_seen]
 
     # -- the rarely used fields ---------------------------------------------------------
 
     def _set_more(self, at: int, value) -> None:
         more = self._more
         if more is None:
-            more = self._more = [0, None, None, None]
+            more = self._more = [0, None, None, None, None]
         more[at] = value
+
+    def _unpin_first_seen(self) -> None:
+        """The solo peer is going: the first-seen time it held moves to the list."""
+        more = self._more
+        if more is None or more[4] is None:
+            self._set_more(4, _SEEN.unpack_from(self.solo, SOLO_FIRST_AT)[0])
 
     @property
     def completed(self) -> int:
@@ -462,14 +473,14 @@ class Swarm:
 
     @property
     def first_seen(self) -> float:
-        first_seen = self._first_seen
-        if first_seen is None:
-            return _SEEN.unpack_from(self.solo, SOLO_FIRST_AT)[0]
-        return first_seen
+        more = self._more
+        if more is not None and more[4] is not None:
+            return more[4]
+        return _SEEN.unpack_from(self.solo, SOLO_FIRST_AT)[0]
 
     @first_seen.setter
     def first_seen(self, value: float) -> None:
-        self._first_seen = value
+        self._set_more(4, value)
 
     # -- the solo peer ------------------------------------------------------------------
 
@@ -481,7 +492,11 @@ class Swarm:
         if first_seen is None:
             first_seen = self.first_seen
         else:
-            self._first_seen = None
+            more = self._more
+            if more is not None:
+                more[4] = None
+                if more == _NO_MORE:
+                    self._more = None
         self.solo = _SOLO.pack(peer_id, door | SOLO_SEEDER if seeder else door, seen, key,
                                first_seen) + compact
         self._v4 = self._v6 = None
@@ -507,9 +522,8 @@ class Swarm:
         solo = self.solo
         if solo is None:
             return
-        peer_id, flags, seen, key, first_seen = _SOLO.unpack_from(solo)
-        if self._first_seen is None:
-            self._first_seen = first_seen
+        peer_id, flags, seen, key, _first_seen = _SOLO.unpack_from(solo)
+        self._unpin_first_seen()
         self.solo = None
         compact = solo[SOLO_ADDR_AT:]
         pool = PeerPool(len(compact))
@@ -536,8 +550,7 @@ class Swarm:
     def drop_solo(self) -> bytes:
         """Take the solo peer out (the swarm is then empty); returns its peer id."""
         solo = self.solo
-        if self._first_seen is None:
-            self._first_seen = _SEEN.unpack_from(solo, SOLO_FIRST_AT)[0]
+        self._unpin_first_seen()
         self.solo = None
         return solo[:ID_WIDTH]
 

@@ -253,7 +253,7 @@ class TrackerCore:
             numwant = settings.default_numwant
         elif numwant > settings.max_numwant:
             numwant = settings.max_numwant
-        if swarm.v6 is None and req.family != 6 and req.compact:
+        if swarm._v6 is None and req.family != 6 and req.compact:
             # One pool (IPv4 only), compact: the common case.
             complete, incomplete, peers = pool.compact_reply(numwant, seeder, pos, self._rng)
             result = AnnounceResult(complete, incomplete, peers, b"",
@@ -294,7 +294,7 @@ class TrackerCore:
             # The swarm's only peer: held inline, without a pool.
             new = swarm is None
             if new:
-                swarm = self.swarms[req.info_hash] = Swarm(req.info_hash)
+                swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, None)
             swarm.set_solo(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, req.key,
                            now if new else None)
             if new and self.changes is not None:
