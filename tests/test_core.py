@@ -442,3 +442,12 @@ def test_network_membership(ip, networks, inside):
 ])
 def test_client_addresses_are_normalised(host, ip):
     assert normalise_ip(host) == ip
+
+
+def test_malloc_threshold_is_fixed_where_glibc_allows_it():
+    import ctypes.util
+    import platform
+    from tracker.core.tracker import fix_malloc_threshold
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or not ctypes.util.find_library("c"):
+        pytest.skip("glibc only")
+    assert fix_malloc_threshold() is True

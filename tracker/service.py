@@ -20,6 +20,7 @@ from tracker.admin.guard import HostRule, redacting_log_formatter
 from tracker.admin.metrics import WithLiveness, metrics_resource
 from tracker.admin.page import StatusPage
 from tracker.core import ChangeLog, TrackerCore, TrackerSettings
+from tracker.core.tracker import fix_malloc_threshold
 from tracker.cluster.reuseport import ReusePortEndpoint, ReusePortUDPServer
 from tracker.cluster.wiring import make_connection_ids, make_replicator
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
@@ -191,6 +192,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         from twisted.internet import reactor
     changes = ChangeLog() if config["db"] != "off" or config["redis"] else None
     core = TrackerCore(core_settings(config), changes=changes)
+    fix_malloc_threshold()  # freed swarm tables go back to the system (see there)
     top = TrackerService(core)
     top.config = config
     top.limits = limits = DoorLimits.from_settings(

@@ -4,6 +4,8 @@ No network imports and no clock: every call that needs the time is given `now`.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import random
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Set, Tuple
 
@@ -21,6 +23,24 @@ from tracker.core.swarm import (
 MINUTE = 60
 # Below this many swarms, the swarm table is never rebuilt (it is small anyway).
 COMPACT_FROM = 65536
+# glibc's mallopt parameter, and the size from which a block gets its own mapping.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20
+
+
+def fix_malloc_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc give every block of `threshold` bytes or more its own
+    mapping, returned to the system when freed. By default glibc raises that
+    threshold (up to 32 MiB) each time such a block is freed, and blocks under
+    it then come from the heap, where they stay in RSS once freed: the old
+    tables a growing swarm table leaves behind made a second flood of a
+    million swarms, after the first had expired, take 32 MiB more than the
+    first. False where there is no glibc `mallopt` (nothing changes)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 NOT_OWNER = ("this peer id is announced from another address: announce from that address,"
              " or with the key it was announced with")
