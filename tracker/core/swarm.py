@@ -627,6 +627,10 @@ class Swarm:
             if not self.solo.startswith(peer_id):
                 return None, -1
             self.promote()
+        return self.find_pooled(peer_id)
+
+    def find_pooled(self, peer_id: bytes) -> Tuple[Optional[PeerPool], int]:
+        """`locate` for a swarm without a solo peer (the announce path checks that first)."""
         v4 = self._v4
         if v4 is not None:
             pos = v4.find(peer_id)

@@ -224,17 +224,20 @@ class TrackerCore:
         if swarm is not None:
             # Only the entry's owner may change it. CDN nodes' entries are the
             # line door's, which checks a node's identity itself.
-            if swarm.solo is not None and swarm.solo.startswith(req.peer_id):
+            inline = swarm.solo
+            if inline is None:
+                pool, pos = swarm.find_pooled(req.peer_id)
+                if (pool is not None and req.door != DOOR_LINE and not pool.owned_by(
+                        pos, self.packed_ip(req.source_ip) if req.source_ip else packed,
+                        req.key)):
+                    raise TrackerError("peer_not_owner", NOT_OWNER)
+            elif inline.startswith(req.peer_id):
                 pool, pos, solo = None, -1, True
                 if req.door != DOOR_LINE and not swarm.solo_owned_by(
                         self.packed_ip(req.source_ip) if req.source_ip else packed, req.key):
                     raise TrackerError("peer_not_owner", NOT_OWNER)
             else:
-                pool, pos = swarm.locate(req.peer_id)
-                if (pool is not None and req.door != DOOR_LINE and not pool.owned_by(
-                        pos, self.packed_ip(req.source_ip) if req.source_ip else packed,
-                        req.key)):
-                    raise TrackerError("peer_not_owner", NOT_OWNER)
+                pool, pos = None, -1
         else:
             pool, pos = None, -1
         if pool is None and not solo and req.event != EVENT_STOPPED:
