@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import time
-
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -15,58 +13,18 @@ import pytest
 from e2e_clients import get
 from helpers import bdecode
 from cluster_processes import Instance, RedisServer
+from libtorrent_sessions import add_torrent, make_session, make_torrent, wait_until
 from process import free_port
-
-lt = pytest.importorskip("libtorrent", reason="libtorrent wheels exist for CPython only")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.libtorrent,
               pytest.mark.skipif(shutil.which("redis-server") is None,
                                  reason="redis-server is not installed"),
               pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")]
 
-TRANSFER_TIMEOUT_S = 90.0
-
-
-def session():
-    return lt.session({
-        "listen_interfaces": "127.0.0.1:%d" % free_port(), "enable_dht": False,
-        "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-        "allow_multiple_connections_per_ip": True, "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification,
-    }, 0)  # no default plugins: no peer exchange
-
-
-def torrent(source_dir, announce_url: str):
-    storage = lt.file_storage()
-    lt.add_files(storage, str(source_dir / "payload.bin"))
-    creator = lt.create_torrent(storage, 64 * 1024)
-    creator.add_tracker(announce_url)
-    lt.set_piece_hashes(creator, str(source_dir))
-    return lt.torrent_info(lt.bencode(creator.generate()))
-
-
-def add(ses, info, save_path):
-    params = lt.add_torrent_params()
-    params.ti = info
-    params.save_path = str(save_path)
-    return ses.add_torrent(params)
-
-
 def _seeders(instance, info) -> int:
     info_hash = bytes.fromhex(str(info.info_hash()))
     body = get("127.0.0.1", instance.http, "/scrape?info_hash=" + quote_from_bytes(info_hash))[1]
     return bdecode(body)[b"files"].get(info_hash, {}).get(b"complete", 0)
-
-
-def wait_until(ses, condition, what: str) -> None:
-    """Wait on libtorrent's alerts until `condition()` holds."""
-    deadline = time.monotonic() + TRANSFER_TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        ses.wait_for_alert(200)
-        ses.pop_alerts()
 
 
 def test_a_seeder_at_one_instance_and_a_leecher_at_the_other_complete_the_file(tmp_path):
@@ -81,25 +39,25 @@ def test_a_seeder_at_one_instance_and_a_leecher_at_the_other_complete_the_file(t
         payload = os.urandom(2 * 1024 * 1024 + 777)
         (seed_dir / "payload.bin").write_bytes(payload)
         # The same content, each copy naming one instance only.
-        at_a = torrent(seed_dir, "http://127.0.0.1:%d/announce" % a.http)
-        at_b = torrent(seed_dir, "udp://127.0.0.1:%d/announce" % b.udp)
+        at_a = make_torrent(seed_dir, "payload.bin", "http://127.0.0.1:%d/announce" % a.http)
+        at_b = make_torrent(seed_dir, "payload.bin", "udp://127.0.0.1:%d/announce" % b.udp)
         assert str(at_a.info_hash()) == str(at_b.info_hash())
 
-        seeder, leecher = session(), session()
-        seed = add(seeder, at_a, seed_dir)
+        seeder, leecher = make_session(free_port()), make_session(free_port())
+        seed = add_torrent(seeder, at_a, seed_dir)
         wait_until(seeder, lambda: seed.status().is_seeding, "the seeder to check its file")
         seed.force_reannounce()
         # The seeder announced to A only; the leecher asks B once B knows it
         # (libtorrent announces again only minutes later).
         wait_until(seeder, lambda: _seeders(b, at_b) == 1, "B to list the seeder")
-        leech = add(leecher, at_b, leech_dir)
+        leech = add_torrent(leecher, at_b, leech_dir)
         wait_until(leecher, lambda: leech.status().is_seeding, "the leecher to finish")
         leech.flush_cache()
         # Every piece was verified against its hash by libtorrent; the file matches.
         wait_until(leecher, lambda: (leech_dir / "payload.bin").exists()
                    and hashlib.sha256((leech_dir / "payload.bin").read_bytes()).digest()
                    == hashlib.sha256(payload).digest(), "the file on disk")
-        del seeder, leecher
+        seeder = leecher = None  # the sessions end here, not at the next collection
     finally:
         for instance in (a, b):
             if instance is not None:

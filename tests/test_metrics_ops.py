@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
 
 import pytest
 
 import tracker
-from process import TrackerProcess, free_port
+from process import TrackerProcess, free_port, poll_real_process
 from tracker.histogram import Histogram
 
 TOKEN = "s3cret-token"
@@ -77,15 +76,15 @@ def test_flushes_and_http_requests_fill_their_histograms(admin_tracker):
     http_port = process.http_port
     for n in range(32):  # two sampled reads at least
         assert get("127.0.0.1", http_port, announce_target(peer=n + 1))[0] == 200
-    deadline = time.monotonic() + 10
-    while True:  # the announces are written at the next flush (every 0.2 s)
+    def histogram_counts():
         text = request(port, "/metrics", {"Authorization": "Bearer " + TOKEN})[1]
         counts = dict(line.rsplit(" ", 1) for line in text.splitlines()
                       if line.startswith(("tracker_flush_seconds_count",
                                           'tracker_request_seconds_count{door="http"}')))
-        if float(counts.get("tracker_flush_seconds_count", 0)) >= 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return counts if float(counts.get("tracker_flush_seconds_count", 0)) >= 1 else None
+
+    # The announces are written at the tracker's next flush (every 0.2 s).
+    counts = poll_real_process(histogram_counts, 10, "a flush in the histogram")
     assert float(counts["tracker_flush_seconds_count"]) >= 1
     assert float(counts['tracker_request_seconds_count{door="http"}']) >= 2
 
