@@ -18,7 +18,8 @@ it, both in requests per second and per second of server CPU.
 
 Optional extra measurements: `--without-db` (each runtime again with
 persistence off), `--flush-latency` (announce latency while one flush of
-100,000 changed peers runs), `--fanout` (push fan-out to 1,000 subscribers),
+100,000 changed peers runs), `--fanout [N]` (N subscribed line connections,
+default 10,000: memory per connection and push fan-out time),
 `--restore N` (start-up restore of N live peers), `--memory N`, `--paced`.
 
 Each scenario runs for `--duration` seconds, `--rounds` times, interleaved
@@ -46,7 +47,8 @@ from process import process_cpu_s, process_rss_bytes
 
 from . import LOAD_CORE, SERVER_CORE
 from .loaders import build_load_tool, run_line_load, run_paced_load, run_udp_load, run_wrk
-from .measures import measure_fanout, measure_flush_latency, measure_memory, measure_restore
+from .measures import (FANOUT_SUBSCRIBERS, measure_fanout, measure_flush_latency, measure_memory,
+                       measure_restore)
 from .population import hashes_blob, wrk_script
 from .report import (SCENARIOS, fanout_markdown, flush_latency_table, machine_description,
                      markdown_table, memory_markdown, paced_table, restore_markdown, summarise,
@@ -80,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the rounds, announce at half of each server's maximum rate "
              "(HTTP keep-alive and UDP) and report the latency")
     add("--chart", metavar="PNG", help="write a bar chart of throughput per door")
-    add("--fanout", action="store_true",
-        help="measure push fan-out: one swarm, 1,000 subscribed line connections")
+    add("--fanout", type=int, nargs="?", const=FANOUT_SUBSCRIBERS, metavar="N",
+        help="N line connections (default %d) subscribed to one swarm: the tracker's memory "
+             "per connection and the time from an announce until all N have the JOIN"
+             % FANOUT_SUBSCRIBERS)
     add("--restore", type=int, metavar="PEERS",
         help="measure start-up restore of PEERS live peers (e.g. 1000000)")
     add("--json", metavar="PATH", help="write all measurements as JSON")
@@ -204,7 +208,8 @@ class Bench:
                                          for name, python in persisted.items()}
             tables.append(flush_latency_table(measured["flush_latency"]))
         if args.fanout:
-            measured["fanout"] = {name: measure_fanout(python, workdir) for name, python in persisted.items()}
+            measured["fanout"] = {name: measure_fanout(python, workdir, args.fanout)
+                                  for name, python in persisted.items()}
             tables.append(fanout_markdown(measured["fanout"]))
         if args.restore:
             measured["restore"] = {name: measure_restore(python, workdir, args.restore)

@@ -1,22 +1,22 @@
 """The benchmark's extra measurements: latency during a flush, push fan-out, memory, restore."""
 from __future__ import annotations
 
+import json
 import re
-import selectors
-import socket
-import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 from process import process_rss_bytes
-from tracker.line.protocol import EVENT, LineError, format_command, format_ok, parse_event, reply_kind
 
+from . import LOAD_CORE, REPO, fanout
 from .loaders import run_wrk
-from .population import announce_path, peer_left, torrent_hash, wrk_script
-from .servers import Tracker, fill, http_get_many
+from .population import peer_left, torrent_hash, wrk_script
+from .servers import Tracker, fill, pinned
 
-FANOUT_SUBSCRIBERS = 1000
+FANOUT_SUBSCRIBERS = 10_000  # the CDN nodes of the performance issue
 FLUSH_TORRENTS = 2000  # x 50 peers = 100,000 peers changed before the first flush
 FLUSH_INTERVAL_S = 30
 LOG_LARGEST_FLUSH = re.compile(r"largest flush (\d+) rows in ([\d.]+) s; longest ([\d.]+) s")
@@ -56,75 +56,32 @@ def measure_flush_latency(python: str, workdir: Path, duration_s: int) -> Dict[s
     return out
 
 
-def subscribe_all(line_port: int, info_hash_hex: str, subscribers: int) -> List[socket.socket]:
-    """`subscribers` line connections, each said HELLO and SUBSCRIBEd to one swarm."""
-    socks = []
-    subscribed = format_ok("SUBSCRIBE", info_hash_hex).encode()
-    try:
-        for n in range(subscribers):
-            sock = socket.create_connection(("127.0.0.1", line_port))
-            socks.append(sock)
-            sock.sendall(("%s\n%s\n" % (format_command("HELLO", node="watcher-%d" % n),
-                                        format_command("SUBSCRIBE", info_hash_hex))).encode())
-        for sock in socks:  # wait for both replies
-            buffer = b""
-            while buffer.count(b"\n") < 2:
-                buffer += sock.recv(4096)
-            if buffer.split(b"\n")[1].rstrip(b"\r") != subscribed:
-                raise RuntimeError("subscribe failed: %r" % buffer)
-    except Exception:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
-
-
-def is_join(line: bytes) -> bool:
-    if reply_kind(line) != EVENT:
-        return False
-    try:
-        return parse_event(line.decode("utf-8", "replace")).kind == "JOIN"
-    except LineError:
-        return False
-
-
-def time_until_all_see_join(socks: List[socket.socket], http_port: int, peer: int) -> float:
-    """Seconds from an HTTP announce of a new peer until every socket has read its JOIN."""
-    selector = selectors.DefaultSelector()
-    buffers = {}
-    for sock in socks:
-        selector.register(sock, selectors.EVENT_READ)
-        buffers[sock] = b""
-    started = time.monotonic()
-    http_get_many(http_port, [announce_path(0, peer)])
-    while buffers:
-        for key, _ in selector.select(timeout=10):
-            lines = (buffers[key.fileobj] + key.fileobj.recv(4096)).split(b"\n")
-            buffers[key.fileobj] = lines.pop()
-            if any(is_join(line) for line in lines):
-                del buffers[key.fileobj]
-                selector.unregister(key.fileobj)
-        if time.monotonic() - started > 30:
-            raise RuntimeError("%d subscribers never got the event" % len(buffers))
-    selector.close()
-    return time.monotonic() - started
-
-
 def measure_fanout(python: str, workdir: Path, subscribers: int = FANOUT_SUBSCRIBERS,
-                   rounds: int = 5) -> Dict[str, float]:
-    """One swarm, `subscribers` connections subscribed to it: how long from an
-    HTTP announce of a new peer until every subscriber has read the JOIN event."""
+                   pushes: int = 5) -> Dict[str, float]:
+    """One swarm, `subscribers` line connections subscribed to it: the tracker's
+    resident memory per connection, and how long from an HTTP announce of a new
+    peer until every subscriber has read the JOIN event (tools/bench/fanout.py,
+    its own process on the load core).
+
+    The benchmark's tracker already runs with `--max-connections-per-address`
+    raised (every connection comes from 127.0.0.1); its `--max-connections`
+    follows its open-file limit, which it raises to the hard limit at start."""
     tracker = Tracker(python, workdir, [])
-    socks: List[socket.socket] = []
     try:
-        socks = subscribe_all(tracker.line_port, torrent_hash(0).hex(), subscribers)
-        times = [time_until_all_see_join(socks, tracker.port, 100 + n) for n in range(rounds)]
+        command = pinned(LOAD_CORE) + [
+            sys.executable, "-m", "bench.fanout", "--line-port", str(tracker.line_port),
+            "--http-port", str(tracker.port), "--pid", str(tracker.pid),
+            "--subscribers", str(subscribers), "--pushes", str(pushes)]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=str(REPO / "tools"),
+                                timeout=fanout.SETUP_TIMEOUT_S + (pushes + 1) * (fanout.PUSH_TIMEOUT_S + 1) + 60)
     finally:
-        for sock in socks:
-            sock.close()
         tracker.stop()
-    return {"subscribers": subscribers, "rounds": rounds,
-            "median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
+    if result.returncode != 0:
+        raise RuntimeError("the fan-out client failed: %s" % result.stderr.strip())
+    for line in result.stdout.splitlines():
+        if line.startswith("BENCH-JSON "):
+            return json.loads(line[len("BENCH-JSON "):])
+    raise RuntimeError("the fan-out client printed no figures:\n" + result.stdout)
 
 
 def measure_memory(start: Callable[[], object], torrents: int, peers: int,

@@ -87,10 +87,13 @@ def flush_latency_table(results: Dict[str, Figures]) -> str:
 
 
 def fanout_markdown(results: Dict[str, Figures]) -> str:
-    lines = ["| runtime | subscribers | time until all have the event, median ms | max ms |",
-             "|---|---:|---:|---:|"]
+    lines = ["| runtime | subscribers | KiB per connection | time until all have the event, "
+             "median ms | max ms | first push ms | server CPU ms per push |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append("| %s | %d | %.1f | %.1f |" % (name, r["subscribers"], r["median_ms"], r["max_ms"]))
+        lines.append("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+            name, r["subscribers"], r["bytes_per_connection"] / 1024, r["median_ms"], r["max_ms"],
+            r["first_ms"], r["server_cpu_ms_median"]))
     return "\n".join(lines)
 
 
