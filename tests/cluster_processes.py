@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import subprocess
 import urllib.request
@@ -17,24 +18,40 @@ ADMIN_TOKEN = "cluster-admin"
 
 
 class RedisServer:
-    def __init__(self, tmp_path: Path) -> None:
+    """A redis-server on a free loopback port; with `tls=(key, cert)` it speaks only TLS,
+    trusts `cert` as its CA and requires clients to present a certificate it signed."""
+
+    def __init__(self, tmp_path: Path, tls=None, password=None) -> None:
         self.port = free_port()
         self.dir = tmp_path
+        self.tls, self.password = tls, password
         self.process = None
         self.start()
 
     def start(self) -> None:
         self.log = open(self.dir / ("redis-%d.log" % self.port), "ab")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)], stdout=self.log, stderr=subprocess.STDOUT)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir)]
+        if self.tls is not None:
+            key, cert = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-key-file", str(key),
+                     "--tls-cert-file", str(cert), "--tls-ca-cert-file", str(cert)]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         poll_real_process(lambda: self.ping(), 10.0, "redis-server to answer")
 
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                if self.tls is not None:
+                    key, cert = self.tls
+                    context = ssl.create_default_context(cafile=str(cert))
+                    context.load_cert_chain(str(cert), str(key))
+                    s = context.wrap_socket(s, server_hostname="127.0.0.1")
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                # A server with a password answers NOAUTH: it is up all the same.
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -46,7 +63,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return "redis://127.0.0.1:%d/0" % self.port
+        scheme = "rediss" if self.tls is not None else "redis"
+        auth = ":%s@" % self.password if self.password is not None else ""
+        return "%s://%s127.0.0.1:%d/0" % (scheme, auth, self.port)
 
 
 class Instance:

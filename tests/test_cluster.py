@@ -16,7 +16,8 @@ from tracker.cluster.codec import (
 from tracker.cluster.connection_ids import SharedConnectionIds
 from tracker.cluster.replicator import StoreFeed, wire_part
 from tracker.cluster.resp import RedisError, ReplyParser, encode_command
-from tracker.cluster.url import parse_redis_url
+from tracker.cluster.link import RedisLink, parse_cluster_slots
+from tracker.cluster.url import parse_redis_url, redacted
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore, TrackerSettings
 from tracker.core.changes import AccessRuleAdded, BanAdded, ModeSet, NodeTokenSet
 from tracker.options import Options
@@ -266,18 +267,81 @@ def test_without_a_secret_yet_ids_are_this_process_own():
 
 
 @pytest.mark.parametrize("url, expected", [
-    ("redis://127.0.0.1", ("127.0.0.1", 6379, 0)),
-    ("redis://cache.local:7000/3", ("cache.local", 7000, 3)),
+    ("redis://127.0.0.1", ("127.0.0.1", 6379, 0, False, None, None)),
+    ("redis://cache.local:7000/3", ("cache.local", 7000, 3, False, None, None)),
+    ("rediss://cache.local:6380", ("cache.local", 6380, 0, True, None, None)),
+    ("rediss://:s%40cret@h/2", ("h", 6379, 2, True, None, "s@cret")),
+    ("redis://tracker:pw@h", ("h", 6379, 0, False, "tracker", "pw")),
 ])
 def test_redis_urls(url, expected):
     assert tuple(parse_redis_url(url)) == expected
 
 
 @pytest.mark.parametrize("url", ["http://x", "redis://", "redis://h:99999", "redis://h/x",
-                                 "redis://u:p@h", "rediss://h"])
+                                 "redis://u@h", "rediss://h?ssl=1", "redis://h#x"])
 def test_bad_redis_urls_are_one_line_errors(url):
     with pytest.raises(usage.UsageError, match="--redis"):
         Options().parseOptions(["--redis", url])
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("rediss://:pw@h:6380/1", "rediss://:***@h:6380/1"),
+    ("redis://user:pw@h", "redis://user:***@h"),
+    ("redis://h:6379/0", "redis://h:6379/0"),
+])
+def test_a_redis_password_is_never_shown(url, shown):
+    assert redacted(url) == shown
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--redis-cluster"], "--redis-cluster needs --redis"),
+    (["--redis", "redis://h", "--redis-ca", "ca.pem"], "--redis-ca is for TLS"),
+    (["--redis", "rediss://h", "--redis-key", "k.pem"], "--redis-key needs --redis-cert"),
+])
+def test_redis_options_that_only_make_sense_together(args, message):
+    with pytest.raises(usage.UsageError, match=message):
+        Options().parseOptions(args)
+
+
+def test_every_connection_authenticates_then_selects_its_database():
+    link = RedisLink(parse_redis_url("redis://tracker:pw@h/3"))
+    assert link.hello() == [[b"AUTH", "tracker", "pw"], [b"SELECT", 3]]
+    assert RedisLink(parse_redis_url("redis://:pw@h")).hello() == [[b"AUTH", "pw"]]
+    assert RedisLink(parse_redis_url("redis://h")).hello() == []
+
+
+def test_rediss_with_a_ca_file_that_cannot_be_read_fails_at_start(tmp_path):
+    with pytest.raises(ValueError, match="rediss://: cannot use the TLS files"):
+        RedisLink(parse_redis_url("rediss://h"), ca_file=str(tmp_path / "missing.pem"))
+
+
+def slots_reply(*ranges):
+    return [[first, last] + [[host.encode(), port, b"id"] for host, port in nodes]
+            for first, last, nodes in ranges]
+
+
+def test_the_owner_of_the_tracker_slot_is_the_master_of_its_range():
+    reply = slots_reply((0, 5460, [("10.0.0.1", 7000), ("10.0.0.4", 7003)]),
+                        (5461, 10922, [("10.0.0.2", 7001)]),
+                        (10923, 16383, [("10.0.0.3", 7002)]))
+    found = parse_cluster_slots(reply, 6000)
+    assert found.owner == ("10.0.0.2", 7001)
+    assert found.nodes == [("10.0.0.1", 7000), ("10.0.0.4", 7003), ("10.0.0.2", 7001),
+                           ("10.0.0.3", 7002)]
+    with pytest.raises(ValueError, match="no node of the Redis Cluster serves slot 6000"):
+        parse_cluster_slots(slots_reply((0, 5460, [("10.0.0.1", 7000)])), 6000)
+
+
+def test_after_a_failure_the_next_cluster_node_is_tried_in_turn():
+    from tracker.cluster.replicator import Replicator
+
+    replicator = Replicator(make_core(ChangeLog()), ChangeLog(), Clock(), "redis://seed:1/0", "x")
+    assert replicator._next_seed() == parse_redis_url("redis://seed:1/0")  # no cluster: the seed
+    replicator.cluster_nodes = [("n1", 7000), ("n2", 7001)]
+    replicator.address = replicator.address.at("n1", 7000)
+    assert replicator._next_seed()[:2] == ("n2", 7001)
+    replicator.address = replicator.address.at("n2", 7001)
+    assert replicator._next_seed()[:2] == ("n1", 7000)
 
 
 def test_without_redis_nothing_changes():

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from types import SimpleNamespace
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -337,21 +338,44 @@ def _stays(check, seconds: float = 3.0) -> bool:
     return check()
 
 
-def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tmp_path):
-    from types import SimpleNamespace
+def cluster_slot_owner(cluster) -> int:
+    """Which of the cluster's nodes holds the slot of the tracker's keys, as Redis says."""
+    def ask(*args):
+        return subprocess.run(["redis-cli", "-p", str(cluster.ports[0])] + list(args),
+                              capture_output=True, text=True, timeout=10, check=True).stdout
+    slot = int(ask("cluster", "keyslot", "{tracker}"))
+    for line in ask("cluster", "nodes").splitlines():
+        fields = line.split()
+        port = int(fields[1].split("@")[0].rpartition(":")[2])
+        for span in fields[8:]:
+            first, _, last = span.partition("-")
+            if int(first) <= slot <= int(last or first):
+                return cluster.ports.index(port)
+    raise AssertionError("no node serves slot %d" % slot)
 
+
+def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tmp_path):
     from cluster_processes import RedisCluster
 
     cluster = RedisCluster(tmp_path)
     a = b = None
     try:
-        a = Instance(tmp_path, "a", SimpleNamespace(url=cluster.url(0)))
-        b = Instance(tmp_path, "b", SimpleNamespace(url=cluster.url(1)))
+        owner = cluster_slot_owner(cluster)
+        other, third = [n for n in range(3) if n != owner]
+        # A: --redis-cluster, given a node that does not hold the keys: it asks.
+        a = Instance(tmp_path, "a", SimpleNamespace(url=cluster.url(other)), "--redis-cluster")
+        assert ("Redis Cluster of 3 nodes: the tracker's keys are at 127.0.0.1:%d"
+                % cluster.ports[owner]) in a.process.output()
+        # B: a cluster node given without --redis-cluster: followed, with a hint.
+        b = Instance(tmp_path, "b", SimpleNamespace(url=cluster.url(third)))
+        assert "is a node of a Redis Cluster: following it to 127.0.0.1:%d; give --redis-cluster" \
+            % cluster.ports[owner] in b.process.output()
         a.announce(12, 1, 7071)
         eventually(lambda: 7071 in b.ports_seen_by(12), "peer from A at B")
         b.announce(12, 2, 7072)
         eventually(lambda: 7072 in a.ports_seen_by(12), "peer from B at A")
-        c = Instance(tmp_path, "c", SimpleNamespace(url=cluster.url(2)))  # loads the snapshot
+        c = Instance(tmp_path, "c", SimpleNamespace(url=cluster.url(owner)),
+                     "--redis-cluster")  # loads the snapshot
         try:
             assert {7071, 7072} <= c.ports_seen_by(12)
         finally:
@@ -361,6 +385,54 @@ def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tm
             if instance is not None:
                 instance.stop()
         cluster.stop()
+
+
+def test_redis_cluster_given_a_single_redis_says_so_and_shares_through_it(tmp_path, redis):
+    a = Instance(tmp_path, "a", redis, "--redis-cluster")
+    b = Instance(tmp_path, "b", redis)
+    try:
+        assert "--redis-cluster: Redis at 127.0.0.1:%d is not a Redis Cluster node" % redis.port \
+            in a.process.output()
+        a.announce(13, 1, 7081)
+        eventually(lambda: 7081 in b.ports_seen_by(13), "peer from A at B")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_two_instances_share_swarms_over_tls_with_a_password_and_a_client_certificate(tmp_path):
+    pytest.importorskip("OpenSSL", reason="rediss:// needs the tls extra (pyOpenSSL)")
+    from certificates import make_certificate
+
+    key, cert = make_certificate(tmp_path)
+    redis = RedisServer(tmp_path, tls=(key, cert), password="tracker-secret")
+    tls = ("--redis-ca", str(cert), "--redis-cert", str(cert), "--redis-key", str(key))
+    started = []
+    try:
+        a = Instance(tmp_path, "a", redis, *tls)
+        started.append(a)
+        b = Instance(tmp_path, "b", redis, *tls)
+        started.append(b)
+        a.announce(14, 1, 7091)
+        eventually(lambda: 7091 in b.ports_seen_by(14), "peer from A at B over TLS")
+        b.announce(14, 2, 7092)
+        eventually(lambda: 7092 in a.ports_seen_by(14), "peer from B at A over TLS")
+        status = a.admin_call("GET", "/api/status")
+        shown = json.dumps(status["cluster"])
+        assert "rediss://:***@127.0.0.1:%d/0" % redis.port in shown
+        assert "tracker-secret" not in shown and "tracker-secret" not in a.process.output()
+        # A wrong password: refused in one line, and the instance serves from memory.
+        wrong = SimpleNamespace(url="rediss://:wrong@127.0.0.1:%d/0" % redis.port)
+        c = Instance(tmp_path, "c", wrong, *tls)
+        started.append(c)
+        assert re.search(r"Redis at rediss://:\*\*\*@127\.0\.0\.1:%d/0 refused this instance "
+                         r"\(WRONGPASS" % redis.port, c.process.output()), c.process.output()
+        c.announce(15, 1, 7093)
+        assert 7093 in c.ports_seen_by(15)
+    finally:
+        for instance in started:
+            instance.stop()
+        redis.stop()
 
 
 def test_the_cluster_benchmark_quick_modes_run(tmp_path):

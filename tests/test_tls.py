@@ -2,10 +2,8 @@
 (with and without ALPN), the admin listener, tracker-line --tls, NodeClientFactory, libtorrent."""
 from __future__ import annotations
 
-import datetime
 import hashlib
 import http.client
-import ipaddress
 import os
 import shutil
 import ssl
@@ -16,38 +14,12 @@ import pytest
 
 pytest.importorskip("OpenSSL", reason="TLS needs the tls extra (pyOpenSSL, service-identity)")
 
-from cryptography import x509  # noqa: E402  (comes with pyOpenSSL)
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
+from certificates import make_certificate  # noqa: E402  (cryptography comes with pyOpenSSL)
 from e2e_clients import announce_target  # noqa: E402
 from helpers import bdecode  # noqa: E402
 from process import REPO, TrackerProcess, free_port, poll_real_process, source_env  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-
-def make_certificate(directory):
-    """A self-signed certificate for localhost and 127.0.0.1: (key path, cert path)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
 
 
 def ssl_endpoint(port, key, cert):

@@ -171,13 +171,26 @@ def _line_auth(value: Any) -> str:
 
 
 def _redis_url(value: Any) -> Optional[str]:
-    """redis://HOST[:PORT][/DB], checked here so a typo fails at start."""
+    """redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB], checked here so a typo fails at start."""
     if value is None or value == "":
         return None
     from tracker.cluster.url import parse_redis_url
 
     parse_redis_url(str(value))
     return str(value)
+
+
+def _check_redis(options) -> None:
+    """The Redis options that make sense only together."""
+    url = options["redis"]
+    for name in ("redis-cluster", "redis-ca", "redis-cert", "redis-key"):
+        if options[name] and not url:
+            raise usage.UsageError("--%s needs --redis" % name)
+    for name in ("redis-ca", "redis-cert", "redis-key"):
+        if options[name] and not url.startswith("rediss:"):
+            raise usage.UsageError("--%s is for TLS: give --redis rediss://..." % name)
+    if options["redis-key"] and not options["redis-cert"]:
+        raise usage.UsageError("--redis-key needs --redis-cert")
 
 
 def _flag(value: Any) -> bool:
@@ -288,8 +301,19 @@ SETTINGS: List[Setting] = [
             "applies"),
     Setting("redis", None, _redis_url,
             "share swarms with other tracker processes through Redis at this URL "
-            "(redis://HOST:PORT/DB, or any node of a Redis Cluster; docs/cluster.md); none: "
-            "one process on its own"),
+            "(redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]; rediss: over TLS; "
+            "docs/cluster.md); none: one process on its own"),
+    Setting("redis-cluster", False, _flag,
+            "--redis names one node of a Redis Cluster: ask it which node holds the "
+            "tracker's keys, and try the others when that one is lost"),
+    Setting("redis-ca", None, _optional_text,
+            "rediss:// only: trust the CA certificates in this PEM file instead of the "
+            "system's"),
+    Setting("redis-cert", None, _optional_text,
+            "rediss:// only: present this client certificate (PEM; with its key unless "
+            "--redis-key is given)"),
+    Setting("redis-key", None, _optional_text,
+            "rediss:// only: the private key (PEM) of --redis-cert"),
     Setting("instance-id", None, _optional_text,
             "this process's name among the instances sharing --redis [default: host name:HTTP port]"),
     Setting("reuse-port", False, _flag,
@@ -427,6 +451,7 @@ class Options(usage.Options):
         if exposed and not self["admin-token"]:
             raise usage.UsageError("the admin API on %s is reachable beyond this machine: "
                                    "set --admin-token" % exposed[0])
+        _check_redis(self)
         if self["reuse-port"]:
             from tracker.cluster.reuseport import parse_tcp
 

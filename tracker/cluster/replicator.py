@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -33,8 +32,9 @@ from tracker.cluster.apply import RemoteApplier, unrecorded
 from tracker.cluster.codec import (
     decode_peers, decode_rare, encode_peers, encode_rare, snapshot_row,
 )
+from tracker.cluster.link import RedisLink
 from tracker.cluster.resp import BlockingRedis, RedisError, RedisProtocol
-from tracker.cluster.url import parse_redis_url
+from tracker.cluster.url import parse_redis_url, redacted
 from tracker.core import ChangeLog, TrackerCore
 from tracker.core.changes import ChangeBatch
 from tracker.core.swarm import DOOR_CODES
@@ -113,12 +113,14 @@ class Replicator(Service):
 
     def __init__(self, core: TrackerCore, changes: ChangeLog, reactor, url: str,
                  instance_id: str, store_feed: Optional[StoreFeed] = None,
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, link: Optional[RedisLink] = None) -> None:
         self.core = core
         self.changes = changes
         self.reactor = reactor
-        self.address = parse_redis_url(url)
-        self.url = url
+        # How to reach Redis (TLS, AUTH, Redis Cluster): tracker/cluster/link.py.
+        self.link = link if link is not None else RedisLink(parse_redis_url(url))
+        self.address = self.link.address
+        self.url = redacted(url)  # as logs, heartbeats and status show it
         self.instance_id = instance_id
         self.store_feed = store_feed
         self.tick_s = tick_s
@@ -143,8 +145,10 @@ class Replicator(Service):
         self._factory = Factory.forProtocol(RedisProtocol)
         self._factory.noisy = False
         # The node given by --redis; a Redis Cluster may redirect us to another
-        # (MOVED), and we come back here when that one cannot be reached.
+        # (MOVED), and we come back here when that one cannot be reached. With
+        # --redis-cluster, every node the cluster named at start is tried in turn.
         self.seed_address = self.address
+        self.cluster_nodes: List[Tuple[str, int]] = []
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -178,8 +182,17 @@ class Replicator(Service):
     def _load_at_start(self) -> None:
         """Before any door serves: the shared state, read with a blocking client."""
         try:
-            redis = BlockingRedis(self.address.host, self.address.port, self.address.db,
-                                  START_TIMEOUT_S)
+            redis = self.link.blocking(self.address.host, self.address.port, START_TIMEOUT_S)
+            if self.link.cluster and not self.cluster_nodes:
+                if self._find_owner(redis):
+                    redis.close()
+                    redis = self.link.blocking(self.address.host, self.address.port,
+                                               START_TIMEOUT_S)
+        except RedisError as e:
+            log.error("Redis at {url} refused this instance ({error}): serving from this "
+                      "instance's memory", url=self.url, error=str(e))
+            self._down_logged = True
+            return
         except OSError as e:
             log.error("Redis at {url} cannot be reached ({error}): serving from this "
                       "instance's memory; will load the shared state when it can",
@@ -194,7 +207,11 @@ class Replicator(Service):
                 log.error("loading the shared state from Redis at {url} failed ({error}): "
                           "serving from this instance's memory", url=self.url, error=str(e))
                 return
-            self.address = self.address._replace(host=moved[0], port=moved[1])
+            if not self.link.cluster:
+                log.warn("Redis at {url} is a node of a Redis Cluster: following it to "
+                         "{host}:{port}; give --redis-cluster so that the other nodes are "
+                         "tried when that one fails", url=self.url, host=moved[0], port=moved[1])
+            self.address = self.address.at(*moved)
             redis.close()
             self._load_at_start()  # the node that holds our keys (Redis Cluster)
         except OSError as e:
@@ -202,6 +219,32 @@ class Replicator(Service):
                       "from this instance's memory", url=self.url, error=str(e))
         finally:
             redis.close()
+
+    def _find_owner(self, redis: BlockingRedis) -> bool:
+        """--redis-cluster: ask the node given which node holds the tracker's slot and
+        remember every node for when that one is lost. True when it is another node."""
+        try:
+            found = self.link.cluster_nodes(redis)
+        except ValueError as e:
+            log.error("{error}: using it as a single Redis", error=str(e))
+            return False
+        self.cluster_nodes = found.nodes
+        log.info("Redis Cluster of {n} nodes: the tracker's keys are at {host}:{port}",
+                 n=len(found.nodes), host=found.owner[0], port=found.owner[1])
+        if found.owner == (self.address.host, self.address.port):
+            return False
+        self.address = self.address.at(*found.owner)
+        return True
+
+    def _next_seed(self):
+        """Where to connect after a failure: the node given by --redis, or with
+        --redis-cluster the next node the cluster named (a MOVED reply from it then
+        leads to whichever node holds the tracker's slot now)."""
+        if not self.cluster_nodes:
+            return self.seed_address
+        here = (self.address.host, self.address.port)
+        at = self.cluster_nodes.index(here) + 1 if here in self.cluster_nodes else 0
+        return self.address.at(*self.cluster_nodes[at % len(self.cluster_nodes)])
 
     def _load(self, redis: BlockingRedis) -> None:
         redis.command("SET", keys.EPOCH, os.urandom(8).hex(), "NX")
@@ -230,8 +273,8 @@ class Replicator(Service):
         self._retry = None
         if not self.running:
             return
-        endpoint = TCP4ClientEndpoint(self.reactor, self.address.host, self.address.port,
-                                      timeout=START_TIMEOUT_S)
+        endpoint = self.link.endpoint(self.reactor, self.address.host, self.address.port,
+                                      START_TIMEOUT_S)
         d = endpoint.connect(self._factory)
         d.addCallback(self._prepare)
         d.addErrback(self._connect_failed)
@@ -239,12 +282,12 @@ class Replicator(Service):
     def _connect_failed(self, failure) -> None:
         moved = moved_to(failure.value)
         if moved is not None and self.running:
-            self.address = self.address._replace(host=moved[0], port=moved[1])
+            self.address = self.address.at(*moved)
             log.info("Redis Cluster: the tracker's keys are at {host}:{port}", host=moved[0],
                      port=moved[1])
             self._retry = self.reactor.callLater(0, self._connect)
             return
-        self.address = self.seed_address
+        self.address = self._next_seed()
         if not self._down_logged:
             log.error("Redis at {url} cannot be reached ({error}): serving from memory, "
                       "keeping changes to publish when it can", url=self.url,
@@ -255,9 +298,7 @@ class Replicator(Service):
 
     def _prepare(self, redis: RedisProtocol) -> Deferred:
         """A new connection: select the database, compare epochs, then use it."""
-        commands: List[List[Any]] = []
-        if self.address.db:
-            commands.append([b"SELECT", self.address.db])
+        commands = self.link.hello()  # AUTH, SELECT
         commands.append([b"SET", keys.EPOCH, os.urandom(8).hex(), b"NX"])
         commands.append([b"GET", keys.EPOCH])
         commands.append([b"SET", keys.UDP_SECRET, os.urandom(32), b"NX"])

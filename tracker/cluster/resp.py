@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Any, Deque, List, Sequence
+from typing import Any, Callable, Deque, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -166,12 +166,27 @@ class BlockingRedis:
     """The same commands over a plain socket, for start-up (before the reactor
     serves anything) and for tests."""
 
-    def __init__(self, host: str, port: int, db: int = 0, timeout_s: float = 5.0) -> None:
-        self._sock = socket.create_connection((host, port), timeout=timeout_s)
+    def __init__(self, host: str, port: int, db: int = 0, timeout_s: float = 5.0,
+                 wrap: Optional[Callable[[socket.socket], socket.socket]] = None,
+                 hello: Sequence[Sequence[Any]] = ()) -> None:
+        """`wrap` turns the connected socket into a TLS one (rediss://); `hello` are
+        the commands every new connection starts with (AUTH)."""
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        try:
+            self._sock = wrap(sock) if wrap is not None else sock
+        except Exception:
+            sock.close()
+            raise
         self._parser = ReplyParser()
         self._pending: Deque[Any] = deque()
-        if db:
-            self.command("SELECT", db)
+        try:
+            for command in hello:
+                self.command(*command)
+            if db:
+                self.command("SELECT", db)
+        except Exception:
+            self.close()
+            raise
 
     def pipeline(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
         """Results in order; an error reply is returned as a RedisError value."""

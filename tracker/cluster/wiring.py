@@ -5,7 +5,9 @@ import re
 from typing import Optional
 
 from tracker.cluster.connection_ids import SharedConnectionIds
+from tracker.cluster.link import RedisLink
 from tracker.cluster.replicator import Replicator, StoreFeed, default_instance_id
+from tracker.cluster.url import parse_redis_url, redacted
 from tracker.core import ChangeLog, TrackerCore
 from tracker.doors.connection_ids import ConnectionIds
 
@@ -26,7 +28,12 @@ def make_replicator(config, core: TrackerCore, changes: ChangeLog, reactor,
     """The replicator for `--redis`; `replicator.store_feed` is the store's log."""
     instance_id = config["instance-id"] or default_instance_id(_port(config))
     feed = StoreFeed(changes) if with_store else None
-    return Replicator(core, changes, reactor, config["redis"], instance_id, feed)
+    try:
+        link = RedisLink(parse_redis_url(config["redis"]), config["redis-ca"],
+                         config["redis-cert"], config["redis-key"], config["redis-cluster"])
+    except ValueError as e:
+        raise SystemExit("tracker: --redis %s: %s" % (redacted(config["redis"]), e))
+    return Replicator(core, changes, reactor, config["redis"], instance_id, feed, link=link)
 
 
 def make_connection_ids(reactor, max_age_s: float,
