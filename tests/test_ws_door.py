@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping
 
 from browser_clients import HASH, Browser, binary, pid
-from tracker.core import AnnounceRequest, TrackerCore
+from tracker.core import AnnounceRequest, TrackerCore, TrackerSettings
 from tracker.core.browsers import BrowserPeers
 from tracker.limits import REFUSED_PER_ADDRESS, AnnounceRateLimiter, ConnectionLimiter
 from tracker.ws.door import WsDoorSettings, WsTrackerFactory
@@ -337,6 +337,40 @@ def test_access_rules_apply(door, core):
     assert [r["failure reason"] for r in browser.received()] == [
         "this content is not tracked here", "your address is banned from this tracker"]
     assert door.browsers.peer_count == 0
+
+
+def capped_door(clock, **caps):
+    core = TrackerCore(TrackerSettings(**caps), rng=random.Random(7))
+    core.announce(AnnounceRequest(HASH, b"i" * 20, "10.0.0.1", 6881, left=1), clock.seconds())
+    return WsTrackerFactory(core, clock, WsDoorSettings(), BrowserPeers(core, rng=random.Random(3)))
+
+
+def test_max_peers_counts_browser_peers(clock):
+    door = capped_door(clock, max_peers=3)  # one IP peer already
+    a, b, c = Browser(door), Browser(door), Browser(door)
+    a.announce(pid(1), left=1)
+    b.announce(pid(2), HASH2, left=1)
+    c.announce(pid(3), HASH2, left=1)            # a fourth peer: refused, changing nothing
+    assert a.received()[0]["incomplete"] == 2 and b.received()[0]["incomplete"] == 1
+    assert [r["failure reason"] for r in c.received()] == [
+        "this tracker holds as many peers as it may (--max-peers): try again later"]
+    assert door.browsers.counts(HASH2) == (0, 1) and door.browsers.peer_count == 2
+    assert door.core.stats.failures[("ws", "peer_limit")] == 1
+    a.announce(pid(1), left=0)                   # a browser peer already in: still served
+    assert a.received()[0]["complete"] == 1
+
+
+def test_max_swarms_counts_browser_only_swarms_once(clock):
+    door = capped_door(clock, max_swarms=2)  # HASH: an IP peer's swarm
+    a, b, c = Browser(door), Browser(door), Browser(door)
+    a.announce(pid(1), left=1)                   # HASH again: not a new swarm
+    b.announce(pid(2), HASH2, left=1)            # the second swarm
+    c.announce(pid(3), b"\x02" * 20, left=1)     # a third: refused
+    assert "failure reason" not in a.received()[0] and "failure reason" not in b.received()[0]
+    assert [r["failure reason"] for r in c.received()] == [
+        "this tracker tracks as many torrents as it may (--max-swarms): try again later"]
+    assert set(door.core.browser_swarms) == {HASH, HASH2}
+    assert door.core.stats.failures[("ws", "swarm_limit")] == 1
 
 
 def test_browsers_count_for_ip_peers_but_are_never_handed_to_them(door, core):

@@ -19,6 +19,7 @@ import random
 from typing import Dict, List, Optional, Tuple
 
 from tracker.addresses import pack_ip
+from tracker.core.errors import TrackerError
 from tracker.core.swarm import EVENT_COMPLETED, PeerView, Swarm
 
 DOOR_WS = "ws"
@@ -152,6 +153,8 @@ class BrowserPeers:
         if core.access.active:
             core.access.check(info_hash, request.ip)
         swarm = self.swarms.get(info_hash)
+        if swarm is None or peer_id not in swarm:
+            self._check_room(info_hash, swarm is None)
         if swarm is None:
             swarm = self.swarms[info_hash] = BrowserSwarm()
         seeder = request.left == 0
@@ -164,6 +167,26 @@ class BrowserPeers:
             self._tell_watchers(info_hash, peer_id, compact, seeder, True)
         if request.event == EVENT_COMPLETED:
             self._completed(info_hash, peer_id, now)
+
+    def _check_room(self, info_hash: bytes, new_browser_swarm: bool) -> None:
+        """--max-peers and --max-swarms count browser peers and their swarms too:
+        a new browser peer past either is refused as an IP peer would be."""
+        core = self.core
+        settings = core.settings
+        if settings.max_peers is not None and core.peer_count + self.peer_count >= settings.max_peers:
+            raise TrackerError("peer_limit", "this tracker holds as many peers as it may"
+                                             " (--max-peers): try again later")
+        if (new_browser_swarm and settings.max_swarms is not None
+                and info_hash not in core.swarms
+                and len(core.swarms) + len(self.swarms) >= settings.max_swarms
+                and self._distinct_swarms() >= settings.max_swarms):
+            raise TrackerError("swarm_limit", "this tracker tracks as many torrents as it may"
+                                              " (--max-swarms): try again later")
+
+    def _distinct_swarms(self) -> int:
+        """Swarms with IP peers or browser peers or both (counted near the cap only)."""
+        ip_swarms = self.core.swarms
+        return len(ip_swarms) + sum(1 for h in self.swarms if h not in ip_swarms)
 
     def pin(self, info_hash: bytes, peer_id: bytes, until: float) -> None:
         """Nothing to do: a browser's entry lives as long as its socket."""
