@@ -15,7 +15,7 @@ import zlib
 import pytest
 
 from e2e_clients import announce_target, get
-from process import TrackerProcess, free_port
+from process import TrackerProcess, free_port, poll_real_process
 from tracker import __version__
 from tracker.store import open_database
 
@@ -126,3 +126,51 @@ def test_status_page_shows_every_part_with_data(tmp_path):
     assert (width, height) == (1000, 1500)
     colours = {pixel for row in rows for pixel in row}
     assert PEERS_RGB in colours and ANNOUNCES_RGB in colours  # both lines were drawn
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_status_page_lists_the_instances_sharing_swarms(tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from cluster_processes import ADMIN_TOKEN, Instance, RedisServer
+
+    redis = RedisServer(tmp_path)
+    started = []
+    try:
+        started.append(Instance(tmp_path, "alpha", redis))
+        started.append(Instance(tmp_path, "beta", redis))
+        started[1].announce(3, 1, 7001)
+        poll_real_process(lambda: len(started[0].admin_call("GET", "/api/status")["cluster"]
+                                      ["instances"]) == 2, 10.0, "both heartbeats at alpha")
+        url = "http://127.0.0.1:%d/?token=%s" % (started[0].admin, ADMIN_TOKEN)
+        dom = chromium(tmp_path, url, "--dump-dom").stdout
+    finally:
+        for instance in started:
+            instance.stop()
+        redis.stop()
+    assert re.search(r'<div id="cluster">', dom), dom  # shown: no `hidden` attribute
+    assert re.search(r'this is alpha, via redis://127\.0\.0\.1:%d/0: up, lag' % redis.port, dom)
+    rows = re.findall(r'<tr><td class="text">(alpha|beta)</td><td class="text">([\d.]+) s ago</td>'
+                      r'<td>(\d+)</td>', dom)
+    assert [r[0] for r in rows] == ["alpha", "beta"], dom
+    assert all(float(age) < 10 for _, age, _ in rows)
+    assert dict((name, int(peers)) for name, _, peers in rows)["beta"] == 1
+
+
+def test_status_page_hides_the_instances_part_without_redis(tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    http, admin = free_port(), free_port()
+    tracker = TrackerProcess(
+        ["tracker", "--http", "tcp:%d:interface=127.0.0.1" % http, "--udp", "off", "--line", "off",
+         "--ws", "off", "--admin", "tcp:%d:interface=127.0.0.1" % admin, "--db", "off"],
+        tmp_path, [("127.0.0.1", http), ("127.0.0.1", admin)])
+    try:
+        dom = chromium(tmp_path, "http://127.0.0.1:%d/" % admin, "--dump-dom").stdout
+    finally:
+        assert tracker.stop()
+    assert '<div id="cluster" hidden="">' in dom and "<b>0</b><span>swarms</span>" in dom

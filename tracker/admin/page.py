@@ -1,8 +1,8 @@
 """The status page at / on the admin listener: the figures at a glance, requests per
-door, the busiest swarms, the database and access mode, and one chart per series
-(peers; announces per minute) with time and value axes. Drawn in the browser with
-plain SVG from /api/status, /api/swarms and /api/totals (no build step, no external
-assets), refreshed every few seconds."""
+door, the instances sharing swarms (--redis), the busiest swarms, the database and
+access mode, and one chart per series (peers; announces per minute) with time and
+value axes. Drawn in the browser with plain SVG from /api/status, /api/swarms and
+/api/totals (no build step, no external assets), refreshed every few seconds."""
 from __future__ import annotations
 
 import html
@@ -38,6 +38,8 @@ PAGE = """<!doctype html>
  <div><h2>Requests per door</h2><table id="doors"></table></div>
  <div><h2>Database</h2><table id="database"></table></div>
 </div>
+<div id="cluster" hidden><h2>Instances sharing swarms <small id="cluster-redis"></small></h2>
+<table id="instances"></table></div>
 <h2>Busiest swarms</h2><table id="swarms"></table>
 <h2>Peers</h2>
 <svg id="chart-peers" width="900" height="220" viewBox="0 0 900 220" data-points="0"></svg>
@@ -120,6 +122,20 @@ function chart(id, series, key) {
   const d = series.map((p, i) => (i ? "L" : "M") + x(p.minute).toFixed(1) + " " + y(p[key]).toFixed(1));
   add(svg, "path", {d: d.join(" "), class: key, fill: "none", "stroke-width": "2"});
 }
+// --redis: this instance, its Redis, and every instance's heartbeat and lag.
+function showCluster(c) {
+  document.getElementById("cluster").hidden = !c;
+  if (!c) return;
+  const redis = document.getElementById("cluster-redis");
+  redis.textContent = "this is " + c.instance + ", via " + c.redis + ": " +
+      (c.redis_up ? "up, lag " + c.lag_s.toFixed(3) + " s" : "REDIS UNREACHABLE") +
+      ", outbox " + c.outbox;
+  redis.className = c.redis_up ? "" : "problem";
+  fillTable("instances", ["instance", "last heartbeat", "peers", "replication lag"],
+            Object.entries(c.instances || {}).map(([name, b]) => [name,
+                b.heartbeat_age_s.toFixed(1) + " s ago", b.peers === null ? "" : b.peers,
+                b.lag_s === null || b.lag_s === undefined ? "" : Number(b.lag_s).toFixed(3) + " s"]));
+}
 async function refresh() {
   try {
     const status = await getJSON("api/status");
@@ -139,6 +155,7 @@ async function refresh() {
         ["last flush", (p.last_flush_s * 1000).toFixed(1) + " ms"], ["failed flushes", p.failures],
         ["state", p.problem || "writing"]] : [["file", "none (--db off)"]]);
     if (p && p.problem) document.querySelector("#database tbody tr:last-child td:last-child").className = "problem";
+    showCluster(status.cluster);
     const top = (await getJSON("api/swarms?sort=peers&order=desc&limit=5")).swarms;
     fillTable("swarms", ["info hash", "name", "seeders", "leechers", "completed"],
               top.map(s => [s.info_hash.slice(0, 16) + "\\u2026", s.name || "", s.seeders, s.leechers, s.completed]));
