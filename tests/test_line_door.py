@@ -5,7 +5,9 @@ import base64
 import random
 
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from clients import Node
 from helpers import announce_request, info_hash
@@ -348,6 +350,38 @@ def test_events_of_one_turn_come_same_region_first(factory, core):
         "* JOIN %s 10.0.0.1 6881 seeder door=line node=far-1 region=us" % H1,
         "* JOIN %s 192.0.2.5 51413 leecher door=http" % H1,
     ]
+
+
+class RecordingTransport(StringTransport):
+    """Keeps every object written, so a test can tell one shared bytes object from copies."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(data)
+        super().write(data)
+
+
+def test_one_join_to_many_subscribers_is_the_same_bytes_and_one_timer(factory, core, clock):
+    transports = []
+    for n in range(50):
+        address = IPv4Address("TCP", "10.0.%d.%d" % (n // 200, n % 200 + 1), 40000)
+        protocol, transport = factory.buildProtocol(address), RecordingTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(("HELLO node=w%d\nSUBSCRIBE %s\n" % (n, H1)).encode())
+        transports.append(transport)
+        transport.writes.clear()
+    core.announce(announce_request(swarm=1, peer=1, ip="192.0.2.5", port=51413, left=10), 0.0)
+    # One call at the end of the turn for every subscriber, none of their own.
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0)
+    assert not clock.getDelayedCalls()
+    first = transports[0].writes
+    assert first == [("* JOIN %s 192.0.2.5 51413 leecher door=http\n" % H1).encode()]
+    # Formatted and encoded once: every subscriber is written that very object.
+    assert all(len(t.writes) == 1 and t.writes[0] is first[0] for t in transports)
 
 
 def test_unsubscribe_and_disconnect_stop_events(factory, core):

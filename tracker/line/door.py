@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from time import perf_counter
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import attr
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -20,6 +20,7 @@ from twisted.protocols.basic import LineReceiver
 
 from tracker.addresses import address_words, compact_address, normalise_ip
 from tracker.doors.admission import LimitedConnections
+from tracker.doors.fastwrite import send_now, supports_send_now
 from tracker.doors.timeouts import TimedConnections
 from tracker.histogram import REQUEST_BUCKETS_S, Histogram
 from tracker.core import DOOR_LINE, PeerView, TrackerCore, TrackerError
@@ -86,6 +87,15 @@ class LineDoorSettings:
         return default_auth(self.tokens)
 
 
+class PushedEvent(NamedTuple):
+    """One swarm change as every subscriber gets it: its line encoded once
+    (LF included), its swarm, and the region of the node it is about (None
+    for a BitTorrent peer: same-region peers are sent first)."""
+    data: bytes
+    info_hash: bytes
+    region: Optional[str]
+
+
 def node_peer_id(node_id: str) -> bytes:
     """The 20-byte peer id a node has in its swarms (stable across reconnects)."""
     return b"-CDN000-" + hashlib.sha1(node_id.encode("utf-8")).digest()[:12]
@@ -107,8 +117,8 @@ class LineTrackerProtocol(LineReceiver):
         self._closing = False
         self._closing_since = 0.0
         # Events not sent yet (this reactor turn's, or held while the client is
-        # not reading): (not of this node's region, line, info hash), and bytes.
-        self._events: List[Tuple[bool, str, bytes]] = []
+        # not reading), shared with every other subscriber, and their bytes.
+        self._events: List[PushedEvent] = []
         self._event_bytes = 0
         # Swarms whose held events passed the bound: one RESYNC each instead.
         self._resync: Dict[bytes, None] = {}
@@ -116,6 +126,9 @@ class LineTrackerProtocol(LineReceiver):
         # When the transport paused us (its send buffer full), if it has.
         self._paused_at: Optional[float] = None
         self._max_event_bytes = 0
+        # A plain TCP connection of the reactor's (not TLS, not a test's): events
+        # may be sent without waiting for the reactor's next turn.
+        self._send_now = False
 
     # -- connection ---------------------------------------------------------------
 
@@ -128,6 +141,7 @@ class LineTrackerProtocol(LineReceiver):
         self.MAX_LENGTH = self.max_line + 1
         self.peer_ip = normalise_ip(self.transport.getPeer().host)
         self.last_active = factory.now
+        self._send_now = supports_send_now(self.transport)
         factory.connection_opened(self)
         # Flow control: when the client does not read its replies and our
         # send buffer fills, the transport pauses us and we stop reading.
@@ -218,13 +232,12 @@ class LineTrackerProtocol(LineReceiver):
             return  # a node is not told about its own entries
         if self._closing or info_hash in self._resync:
             return  # it will be told to ask PEERS for this swarm anyway
-        line, node = self.factory.event_line(info_hash, peer, joined)
-        # Events raised in one reactor turn go out together at its end, peers of
-        # this node's region first (the sort is stable: otherwise in order).
-        nearby = (node is not None and session is not None and session.region is not None
-                  and node.region == session.region)
-        self._events.append((not nearby, line, info_hash))
-        self._event_bytes += len(line) + 1
+        # The event as every subscriber gets it, made once: a subscriber holds
+        # a reference to it, nothing of its own. Events raised in one reactor
+        # turn go out together at its end (send_events).
+        event = self.factory.event_for(info_hash, peer, joined)
+        self._events.append(event)
+        self._event_bytes += len(event.data)
         if self._event_bytes > self._max_event_bytes:
             self._coalesce()
         if not self._flush_pending and not self.paused:
@@ -239,27 +252,47 @@ class LineTrackerProtocol(LineReceiver):
     def _coalesce(self) -> None:
         """Too many unsent events: the swarms they are about get one RESYNC
         each (ask PEERS again) instead of a queue that grows with the burst."""
-        for _, _, info_hash in self._events:
-            self._resync[info_hash] = None
-        self._events = []
+        for event in self._events:
+            self._resync[event.info_hash] = None
+        self._events.clear()
         self._event_bytes = 0
 
     def send_events(self) -> None:
         """Write the events waiting, unless the client is not reading (then
         `resumeProducing` sends them when it is)."""
         self._flush_pending = False
-        if self.paused or self._closing or not (self._events or self._resync):
-            return
-        lines = []
-        if self._resync:
-            lines = [format_resync(info_hash) for info_hash in self._resync]
-            self.factory.sessions.connection_stats.resyncs += len(lines)
         events = self._events
-        if len(events) > 1:
-            events.sort(key=_far)
-        lines += [line for _, line, _ in events]
-        self._events, self._event_bytes, self._resync = [], 0, {}
-        self.transport.write(("\n".join(lines) + "\n").encode("utf-8"))
+        if self.paused or self._closing or not (events or self._resync):
+            return
+        if len(events) == 1 and not self._resync:
+            data = events[0].data  # the common case: the very bytes every subscriber gets
+        else:
+            data = self._event_block(events)
+        events.clear()
+        self._event_bytes = 0
+        if self._send_now:
+            # Straight to the socket when nothing is queued before it: one
+            # system call, not a turn through the reactor and two epoll_ctl
+            # (tracker/doors/fastwrite.py). Pushed to 10,000 subscribers, that
+            # halves the tracker's CPU time per event.
+            send_now(self.transport, data)
+        else:
+            self.transport.write(data)
+
+    def _event_block(self, events: List[PushedEvent]) -> bytes:
+        """Several events (and RESYNC lines) as one write: RESYNCs first, then
+        the events, peers of this node's region first (the sort is stable:
+        otherwise in the order they happened)."""
+        parts = []
+        if self._resync:
+            parts = [format_resync(info_hash).encode("ascii") + b"\n" for info_hash in self._resync]
+            self.factory.sessions.connection_stats.resyncs += len(parts)
+            self._resync = {}
+        region = self.session.region if self.session is not None else None
+        if region is not None and len(events) > 1:
+            events.sort(key=lambda event: event.region != region)
+        parts += [event.data for event in events]
+        return b"".join(parts)
 
     def pauseProducing(self) -> None:
         if self._paused_at is None:
@@ -403,10 +436,6 @@ class LineTrackerProtocol(LineReceiver):
                 self._close_after_replies()
 
 
-def _far(event: Tuple[bool, str, bytes]) -> bool:
-    return event[0]
-
-
 COMMANDS: Dict[str, Callable[[LineTrackerProtocol, List[str]], None]] = {
     "HELLO": LineTrackerProtocol.do_hello,
     "HAVE": LineTrackerProtocol.do_have,
@@ -446,9 +475,9 @@ class LineTrackerFactory(LimitedConnections, TimedConnections, Factory):
         # Connections with events waiting for the end of this reactor turn.
         self._with_events: List[LineTrackerProtocol] = []
         self._events_call: Optional[IDelayedCall] = None
-        # The last swarm change turned into an event line: the core tells every
-        # subscriber of a swarm of the same change, so the line is made once.
-        self._last_event: Optional[Tuple[PeerView, bool, bytes, str, Optional[Session]]] = None
+        # The last swarm change turned into an event: the core tells every
+        # subscriber of a swarm of the same change, so the event is made once.
+        self._last_event: Optional[Tuple[PeerView, bool, bytes, PushedEvent]] = None
 
     def check_token(self, node_id: str, given: Optional[str]) -> bool:
         """True when `node_id` proved itself with its token; False when it has
@@ -485,17 +514,24 @@ class LineTrackerFactory(LimitedConnections, TimedConnections, Factory):
         for connection in connections:
             connection.send_events()
 
+    def event_for(self, info_hash: bytes, peer: PeerView, joined: bool) -> PushedEvent:
+        """A swarm change as its subscribers get it, made once for all of them:
+        the core tells every subscriber of a swarm of the same change in turn."""
+        last = self._last_event
+        if last is not None and last[0] is peer and last[1] == joined and last[2] == info_hash:
+            return last[3]
+        line, node = self.event_line(info_hash, peer, joined)
+        event = PushedEvent((line + "\n").encode("utf-8"), info_hash,
+                            None if node is None else node.region)
+        self._last_event = (peer, joined, info_hash, event)
+        return event
+
     def event_line(self, info_hash: bytes, peer: PeerView,
                    joined: bool) -> Tuple[str, Optional[Session]]:
         """The `* JOIN`/`* LEAVE` line of a swarm change and the node it is
-        about (None for a BitTorrent peer), made once for all its subscribers."""
-        last = self._last_event
-        if last is not None and last[0] is peer and last[1] == joined and last[2] == info_hash:
-            return last[3], last[4]
+        about (None for a BitTorrent peer)."""
         node = self.sessions.by_peer_id(peer.peer_id) if peer.door == DOOR_LINE else None
-        line = format_event(joined, info_hash, self._describe(peer, node))
-        self._last_event = (peer, joined, info_hash, line, node)
-        return line, node
+        return format_event(joined, info_hash, self._describe(peer, node)), node
 
     def describe_peer(self, peer: PeerView) -> str:
         node = self.sessions.by_peer_id(peer.peer_id) if peer.door == DOOR_LINE else None
