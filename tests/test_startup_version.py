@@ -61,7 +61,7 @@ def test_start_up_lines_name_the_build_the_settings_file_the_database_and_each_b
     assert "cdn-tracker %s (" % tracker.__version__ in out
     assert "settings file: %s; database: ./state.sqlite3" % config in out
     assert "http door listening on 127.0.0.1:%d (IPv4, TCP)" % http_port in out
-    assert "udp door listening on 127.0.0.1:%d (IPv4, UDP)" % udp_port in out
+    assert "udp door listening on 127.0.0.1:%d (IPv4, UDP, " % udp_port in out
     assert "line door listening on [::1]:%d (IPv6, TCP)" % line_port in out
     assert " object at 0x" not in out  # no object reprs
 

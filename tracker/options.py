@@ -101,6 +101,18 @@ def _udp_addresses(value: Any) -> List[Tuple[str, int]]:
     return [parse_udp_address(str(v)) for v in value]
 
 
+def _udp_batch(value: Any) -> str:
+    from tracker.doors.mmsg import load
+
+    mode = str(value).lower()
+    if mode not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    why = load()[1] if mode == "on" else ""
+    if why:
+        raise ValueError("batched UDP is not available here: %s" % why)
+    return mode
+
+
 def _endpoints_or_off(value: Any) -> List[str]:
     # `--ws off` given twice (a script adding it to a command line that has it) is still off.
     if value == "off" or (isinstance(value, list) and value and set(value) == {"off"}):
@@ -276,6 +288,10 @@ SETTINGS: List[Setting] = [
             "'warning message' sent in every announce reply (for example a planned move)"),
     Setting("udp-connection-id-max-age", 300.0, _positive_float,
             "seconds a UDP connection id stays valid (BEP 15 asks for at least 120)"),
+    Setting("udp-batch", "auto", _udp_batch,
+            "read UDP datagrams and send their replies many per system call (recvmmsg/"
+            "sendmmsg through cffi, Linux): auto (where available), on (refuse to start "
+            "without it) or off (one recvfrom and sendto per datagram)"),
     Setting("db", "tracker.sqlite3", str,
             "SQLite file (relative to --data-dir); ':memory:' to keep nothing, 'off' for no persistence"),
     Setting("data-dir", ".", str, "directory for the database file"),

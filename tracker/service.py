@@ -25,7 +25,7 @@ from tracker.cluster.reuseport import ReusePortEndpoint, ReusePortUDPServer
 from tracker.cluster.wiring import make_connection_ids, make_replicator
 from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 from tracker.line.door import LineDoorSettings, LineTrackerFactory
-from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol
+from tracker.doors.udp import UDPDoorSettings, UDPTrackerProtocol, batch_size_for
 from tracker.expiry import ExpiryService
 from tracker.limits import DoorLimits
 from tracker.options import Options
@@ -95,6 +95,8 @@ class TrackerService(MultiService):
         self.reuse_port = False
         # The first UDP socket's protocol; every UDP socket shares its latency histogram.
         self.udp_protocol: Optional[UDPTrackerProtocol] = None
+        # Why the UDP door answers one datagram per system call ("": it reads in batches).
+        self.udp_batch_off = ""
         # The HTTP door's shared state: a SIGHUP reload swaps its settings.
         self.http_factory: Optional[HTTPTrackerFactory] = None
         # The parsed options (makeService sets them): start-up lines, SIGHUP reload.
@@ -153,6 +155,32 @@ def _every(top: TrackerService, reactor, interval_s: float, call) -> None:
     timer = TimerService(interval_s, call)
     timer.clock = reactor
     timer.setServiceParent(top)
+
+
+def _udp_door(top: TrackerService, reactor, config: Options, replicator) -> None:
+    """The UDP door: one protocol per --udp address, sharing connection ids,
+    the latency histogram and the batch counters."""
+    core, limits = top.core, top.limits
+    # --udp-batch: datagrams per recvmmsg (0: off; the start-up log says why).
+    batch_size, top.udp_batch_off = batch_size_for(config["udp-batch"])
+    udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
+                                   connection_id_max_age_s=config["udp-connection-id-max-age"],
+                                   batch_size=batch_size)
+    connection_ids = make_connection_ids(reactor, udp_settings.connection_id_max_age_s,
+                                         replicator)
+    for host, port in config["udp"]:
+        protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
+        protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door
+        protocol.rate_limiter = limits.requests
+        if top.udp_protocol is None:
+            top.udp_protocol = protocol
+        protocol.latency = top.udp_protocol.latency  # one histogram for the door
+        protocol.batch_stats = top.udp_protocol.batch_stats  # and one set of batch counters
+        protocol.batch_off = top.udp_batch_off
+        server = ReusePortUDPServer if top.reuse_port else UDPServer
+        listener = server(port, protocol, interface=host, reactor=reactor)
+        listener.setName("udp %s:%d" % (host, port))
+        listener.setServiceParent(top)
 
 
 def _ws_door(top: TrackerService, reactor, config: Options) -> None:
@@ -223,21 +251,7 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     http_factory.limiter, http_factory.rate_limiter = limits.connections, limits.requests
     _listen(top, reactor, "http", config["http"], http_factory)
     if config["udp"]:
-        udp_settings = UDPDoorSettings(allow_ip_field=config["allow-ip-param"],
-                                       connection_id_max_age_s=config["udp-connection-id-max-age"])
-        connection_ids = make_connection_ids(reactor, udp_settings.connection_id_max_age_s,
-                                             replicator)
-        for host, port in config["udp"]:
-            protocol = UDPTrackerProtocol(core, reactor, udp_settings, connection_ids)
-            protocol.noisy = False  # no 'Starting protocol <repr>' line; startlog names the door
-            protocol.rate_limiter = limits.requests
-            if top.udp_protocol is None:
-                top.udp_protocol = protocol
-            protocol.latency = top.udp_protocol.latency  # one histogram for the door
-            server = ReusePortUDPServer if top.reuse_port else UDPServer
-            listener = server(port, protocol, interface=host, reactor=reactor)
-            listener.setName("udp %s:%d" % (host, port))
-            listener.setServiceParent(top)
+        _udp_door(top, reactor, config, replicator)
 
     _every(top, reactor, TIMEOUT_CHECK_S, http_factory.tick)
 
@@ -250,6 +264,9 @@ def makeService(config: Options, reactor=None) -> TrackerService:
             stall_timeout_s=config["line-stall-timeout"],
             max_subscriptions=config["line-max-subscriptions"])
         top.line_sessions = SessionRegistry(core, reactor, settings.grace_s, settings.max_entries)
+        if replicator is not None:  # node ids bound across instances (tracker/cluster/nodes.py)
+            top.line_sessions.bindings = replicator.node_bindings
+            replicator.node_bindings.on_taken = top.line_sessions.taken_elsewhere
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory
         line_factory.limiter = limits.connections

@@ -54,7 +54,8 @@ def bound_doors(top) -> Iterator[Tuple[str, str, str, str]]:
             transport = "TLS" if description.startswith("ssl:") else "TCP"
         elif isinstance(child, UDPServer):
             port = getattr(child, "_port", None)
-            transport = "UDP"
+            note = getattr(getattr(port, "protocol", None), "io_note", "")  # --udp-batch
+            transport = "UDP, " + note if note else "UDP"
         if port is None or not hasattr(port, "getHost"):
             continue
         address, family = _address_text(port.getHost())

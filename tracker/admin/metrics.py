@@ -66,6 +66,7 @@ class TrackerCollector:
             scrapes.add_metric([door], count)
         yield scrapes
         yield from request_metrics(context)
+        yield from udp_batch_metrics(getattr(context, "door_factories", {}).get("udp"))
         failures = CounterMetricFamily("tracker_failures", "Refused requests, by door and reason",
                                        labels=["door", "reason"])
         for (door, reason), count in sorted(stats.failures.items()):
@@ -181,6 +182,25 @@ def request_metrics(context):
     for door, factory in sorted(getattr(context, "door_factories", {}).items()):
         latency.add_metric([door], factory.latency.cumulative(), factory.latency.sum)
     yield latency
+
+
+def udp_batch_metrics(door):
+    """The UDP door's batched I/O (--udp-batch): recvmmsg calls and the datagrams
+    they read (their ratio: datagrams per call), sendmmsg calls, replies dropped."""
+    if door is None:
+        return
+    stats = door.batch_stats
+    yield GaugeMetricFamily("tracker_udp_batch_enabled",
+                            "1 when the UDP door reads with recvmmsg and answers with sendmmsg",
+                            value=0 if door.batch is None else 1)
+    for name, text, value in (
+            ("recvmmsg_calls", "recvmmsg calls that returned datagrams", stats.receive_calls),
+            ("recvmmsg_datagrams", "Datagrams read by recvmmsg", stats.received),
+            ("sendmmsg_calls", "sendmmsg calls", stats.send_calls),
+            ("sendmmsg_replies", "Replies sent by sendmmsg", stats.sent),
+            ("replies_dropped", "Batched replies not sent (socket buffer full, address "
+                                "refused)", stats.dropped)):
+        yield CounterMetricFamily("tracker_udp_" + name, text, value=value)
 
 
 class Liveness(Resource):

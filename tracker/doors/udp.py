@@ -17,6 +17,7 @@ unless the sender proved its address with a valid connection id):
 """
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 from time import perf_counter
@@ -30,6 +31,7 @@ from twisted.logger import Logger
 from tracker.addresses import normalise_ip, pack_ip
 from tracker.cache import BoundedCache
 from tracker.core import DOOR_UDP, AnnounceRequest, TrackerCore, TrackerError
+from tracker.doors import mmsg
 from tracker.doors.connection_ids import ConnectionIds
 from tracker.histogram import REQUEST_BUCKETS_S, REQUEST_SAMPLE_EVERY, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE, AnnounceRateLimiter
@@ -91,6 +93,25 @@ def parse_options(data: bytes) -> bytes:
 class UDPDoorSettings:
     allow_ip_field = attr.ib(default=False)
     connection_id_max_age_s = attr.ib(default=300.0)
+    # Datagrams read per recvmmsg (their replies go out with one sendmmsg);
+    # 0: one recvfrom and one sendto per datagram (--udp-batch off).
+    batch_size = attr.ib(default=0)
+
+
+# recvmmsg calls per readable event before the reactor serves other sockets
+# (Twisted's own port reads up to 256 KiB per event).
+BATCHES_PER_READ = 4
+
+
+def batch_size_for(mode: str) -> Tuple[int, str]:
+    """--udp-batch `mode` (auto, on, off) to (datagrams per batch, why
+    batching is off): auto is on where the binding loads."""
+    if mode == "off":
+        return 0, "off (--udp-batch off)"
+    binding, why = mmsg.load()
+    if binding is None:
+        return 0, "off (%s)" % why
+    return mmsg.BATCH_SIZE, ""
 
 
 def error_packet(transaction_id: int, message: str, limit: Optional[int] = None) -> bytes:
@@ -111,6 +132,15 @@ class UDPTrackerProtocol(DatagramProtocol):
         self._sendto = None
         # Source host text -> (normalised ip, packed address), for recent hosts.
         self._hosts = BoundedCache()
+        # The same from a sender's packed address bytes, when reading in batches.
+        self._sources = BoundedCache()
+        # recvmmsg/sendmmsg buffers and their socket, when reading in batches.
+        self.batch: Optional[mmsg.DatagramBatch] = None
+        self._fd = -1
+        # Counters of the batched path, shared by every UDP socket of the door.
+        self.batch_stats = mmsg.BatchStats()
+        # Why this socket reads one datagram per system call, for the start-up log.
+        self.batch_off = "off"
         # Announces and scrapes per second per proven address (None: no limit).
         self.rate_limiter: Optional[AnnounceRateLimiter] = None
         # Request latencies for /metrics, one datagram in REQUEST_SAMPLE_EVERY
@@ -121,8 +151,75 @@ class UDPTrackerProtocol(DatagramProtocol):
     def startProtocol(self) -> None:
         # Twisted's Port.write checks the address three times per datagram;
         # the socket's own sendto does not (the address came from recvfrom).
-        if isinstance(self.transport, udp.Port) and getattr(self.transport, "socket", None):
-            self._sendto = self.transport.socket.sendto
+        port = self.transport
+        if isinstance(port, udp.Port) and getattr(port, "socket", None):
+            self._sendto = port.socket.sendto
+            binding = mmsg.load()[0] if self.settings.batch_size else None
+            if binding is not None:
+                self.batch = mmsg.DatagramBatch(
+                    binding, port.addressFamily, self.settings.batch_size,
+                    max_datagram=port.maxPacketSize, stats=self.batch_stats)
+                self._fd = port.socket.fileno()
+                # The reactor calls the port's doRead when the socket is
+                # readable: this one reads and answers whole batches.
+                port.doRead = self.read_batches
+
+    @property
+    def io_note(self) -> str:
+        """How this socket reads and answers, for the start-up log line."""
+        if self.batch is not None:
+            return "recvmmsg/sendmmsg, up to %d datagrams a call" % self.batch.size
+        return "recvfrom/sendto, batching %s" % self.batch_off
+
+    def read_batches(self) -> None:
+        """Read waiting datagrams a batch per recvmmsg, answering each batch
+        with one sendmmsg, until the socket is drained or BATCHES_PER_READ."""
+        batch, fd = self.batch, self._fd
+        for _ in range(BATCHES_PER_READ):
+            try:
+                count = batch.receive(fd)
+            except OSError as error:
+                if error.errno == errno.ECONNREFUSED:  # as Twisted's port: ignored
+                    return
+                raise
+            if not count:
+                return
+            self.answer_batch(batch, count, fd)
+            if count < batch.size:
+                return
+
+    def answer_batch(self, batch: mmsg.DatagramBatch, count: int, fd: int) -> None:
+        """Answer the `count` datagrams of the last `batch.receive`, in order."""
+        unpack, headers, slots, sources = batch.ffi.unpack, batch.headers, batch.slots, batch.sources
+        address_size, known_sources, queue = batch.address_size, self._sources, batch.queue
+        sampled = None
+        for i in range(count):
+            self.until_sample -= 1
+            if not self.until_sample:  # timed from here to its batch's sendmmsg
+                self.until_sample = REQUEST_SAMPLE_EVERY
+                sampled = (sampled or []) + [perf_counter()]
+            raw = unpack(sources[i], address_size)
+            known = known_sources.get(raw)
+            try:
+                if known is None:
+                    known = self._learn_source(raw, batch.family)
+                reply = self.answer_from(unpack(slots[i], headers[i].msg_len), known)
+            except Exception:
+                log.failure("unexpected error answering a UDP datagram from {host}",
+                            host=batch.source_tuple(i)[0])
+                continue
+            if reply is not None:
+                queue(i, reply, fd)
+        if batch.queued:
+            batch.flush(fd)
+        if sampled:
+            done = perf_counter()
+            for started in sampled:
+                self.latency.observe(done - started)
+
+    def _learn_source(self, raw: bytes, family: int) -> Tuple[str, bytes]:
+        ip = normalise_ip(socket.inet_ntop(family, raw))
+        return self._sources.put(raw, (ip, pack_ip(ip)))
 
     def datagramReceived(self, data: bytes, addr: Tuple) -> None:
         self.until_sample -= 1
@@ -149,15 +246,26 @@ class UDPTrackerProtocol(DatagramProtocol):
 
     def answer(self, data: bytes, host: str) -> Optional[bytes]:
         """The reply to one datagram from `host`, or None for silence."""
-        size = len(data)
-        if size < 16:
-            self.core.stats.count_failure("short_packet", DOOR_UDP)
-            return None
-        connection_id, action, transaction_id = _HEAD.unpack_from(data)
         known = self._hosts.get(host)
         if known is None:
             ip = normalise_ip(host)
             known = self._hosts.put(host, (ip, pack_ip(ip)))
+        return self.answer_from(data, known)
+
+    def answer_from(self, data: bytes, known: Tuple[str, bytes]) -> Optional[bytes]:
+        """The reply to one datagram from `known`: (normalised ip, packed address)."""
+        size = len(data)
+        if size < 16:
+            self.core.stats.count_failure("short_packet", DOOR_UDP)
+            return None
+        if size >= ANNOUNCE_SIZE:
+            # Most datagrams this long are announces: one unpack reads the
+            # header and the announce's fields together.
+            fields = _ANNOUNCE.unpack_from(data)
+            connection_id, action, transaction_id = fields[0], fields[1], fields[2]
+        else:
+            fields = None
+            connection_id, action, transaction_id = _HEAD.unpack_from(data)
         ip, address = known
         if action == ACTION_CONNECT:
             if connection_id != PROTOCOL_ID:
@@ -177,17 +285,17 @@ class UDPTrackerProtocol(DatagramProtocol):
             if limiter is not None and not limiter.allow(ip, self.clock.seconds()):
                 raise TrackerError(RATE_LIMITED, RATE_LIMITED_MESSAGE)
             if action == ACTION_ANNOUNCE:
-                return self._announce(data, transaction_id, ip, address)
+                if fields is None:
+                    raise TrackerError("short_announce", "announce packet too short: 98 bytes needed")
+                return self._announce(data, fields, ip, address)
             return self._scrape(data, transaction_id)
         except TrackerError as error:
             self.core.stats.count_failure(error.code, DOOR_UDP)
             return error_packet(transaction_id, error.message)
 
-    def _announce(self, data: bytes, transaction_id: int, ip: str, address: bytes) -> bytes:
-        if len(data) < ANNOUNCE_SIZE:
-            raise TrackerError("short_announce", "announce packet too short: 98 bytes needed")
-        (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key,
-         numwant, port) = _ANNOUNCE.unpack_from(data)
+    def _announce(self, data: bytes, fields: Tuple, ip: str, address: bytes) -> bytes:
+        (_, _, transaction_id, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key,
+         numwant, port) = fields
         if event > 3:
             raise TrackerError("invalid_event", "unknown event: use 0 to 3")
         source_ip = ""
