@@ -35,8 +35,10 @@ def announce_target(swarm: int = 1, peer: int = 1, port: int = 6881, left: int =
 class LineSocket:
     """A node's connection, read line by line (events kept aside)."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        # `source`: any address of 127/8 (all of it is local) to come from.
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                             source_address=(source, 0))
         self.reader = self.sock.makefile("r", encoding="utf-8", newline="\n")
         self.events: List[str] = []
 

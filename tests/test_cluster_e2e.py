@@ -242,6 +242,45 @@ def test_line_nodes_and_subscribers_see_peers_of_the_other_instance(pair):
         node_b.close()
 
 
+def test_a_node_id_registered_at_one_instance_is_bound_to_its_address_at_the_other(tmp_path, redis):
+    a = Instance(tmp_path, "a", redis, "--line-grace", "1")
+    b = Instance(tmp_path, "b", redis, "--line-grace", "1")
+    node = LineSocket(a.line, "127.0.0.1")
+    intruders = []
+    try:
+        assert node.command("HELLO node=edge-7 port=8087") == ["OK HELLO edge-7 entries=0"]
+        node.command("HAVE " + info_hash(16).hex())
+        # Its entry at B means A has published since the HELLO (the binding with it).
+        eventually(lambda: 8087 in b.ports_seen_by(16), "edge-7's entry at B")
+
+        def refused_at_b():
+            intruder = LineSocket(b.line, "127.0.0.2")
+            intruders.append(intruder)
+            return intruder.command("HELLO node=edge-7 port=6666") == [
+                "ERR 409 node edge-7 is registered from another address"]
+        eventually(refused_at_b, "edge-7 refused at B from another address")
+        assert node.command("PING") == ["PONG"]  # the registered node keeps its connection
+        # The node itself moves to B (same address): its connection at A is the older one.
+        moved = LineSocket(b.line, "127.0.0.1")
+        intruders.append(moved)
+        assert moved.command("HELLO node=edge-7 port=8087") == ["OK HELLO edge-7 entries=0"]
+        assert node.next_event() == "ERR 409 replaced by a new connection of node edge-7 at instance b"
+        # Once it leaves B and its grace period is over, the id is free at A too.
+        moved.close()
+
+        def free_at_a():
+            newcomer = LineSocket(a.line, "127.0.0.2")
+            intruders.append(newcomer)
+            return newcomer.command("HELLO node=edge-7 port=6666") == ["OK HELLO edge-7 entries=0"]
+        eventually(free_at_a, "edge-7 free again at A")
+    finally:
+        node.close()
+        for intruder in intruders:
+            intruder.close()
+        a.stop()
+        b.stop()
+
+
 def test_two_processes_share_one_port_with_reuse_port(tmp_path, redis):
     http, udp = free_port(), free_port(socket.AF_INET, socket.SOCK_DGRAM)
     a = Instance(tmp_path, "a", redis, "--reuse-port", http=http, udp=udp)

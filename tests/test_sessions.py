@@ -178,3 +178,95 @@ def test_coming_back_at_a_new_port_drops_only_the_entries_now_refused(registry, 
     assert core.swarms[H2].get(PEER_ID).port == 9090
     clock.advance(1000)
     assert PEER_ID in core.swarms[H2]  # pinned again, no grace timer left behind
+
+
+# -- with --redis: node ids bound across instances (tracker/cluster/nodes.py) ----------
+
+
+def two_instances(clock):
+    """Registries of instances a and b, their bindings wired as the service
+    wires them, and a `ship` that carries a's published bindings to b and back."""
+    from tracker.cluster.nodes import NodeBindings
+
+    registries = {}
+    for name in ("a", "b"):
+        registry = SessionRegistry(TrackerCore(TrackerSettings(), rng=random.Random(3)), clock,
+                                   grace_s=60)
+        registry.bindings = NodeBindings(name)
+        registry.bindings.on_taken = registry.taken_elsewhere
+        registries[name] = registry
+
+    def ship(source, target):
+        field, _ = registries[source].bindings.commands(registries[source].bindings.take())
+        if field is not None:
+            registries[target].bindings.apply(source, field)
+    return registries["a"], registries["b"], ship
+
+
+def test_an_id_registered_at_another_instance_is_refused_from_another_address(core, clock):
+    a, b, ship = two_instances(clock)
+    at_a = Handle()
+    attach(a, at_a, origin="127.0.0.1")
+    ship("a", "b")
+    with pytest.raises(SessionRefused) as refused:
+        attach(b, Handle(), origin="127.0.0.2")
+    assert (refused.value.code, refused.value.reason) == (409, "node_elsewhere")
+    assert "edge-1" not in b and at_a.closed_with is None
+    # From a token-proven connection, or from the same address (the node moved), it may.
+    assert attach(b, Handle(), origin="127.0.0.2", anywhere=True)[1] == 0
+
+
+def test_an_id_that_moves_to_another_instance_closes_its_older_connection(core, clock):
+    a, b, ship = two_instances(clock)
+    at_a = Handle()
+    attach(a, at_a, origin="127.0.0.1")
+    ship("a", "b")
+    attach(b, Handle(), origin="127.0.0.1")
+    ship("b", "a")
+    assert at_a.closed_with == (409, "replaced by a new connection of node edge-1 at instance b")
+    # A's session is in its grace period (the door forgets a closed connection),
+    # and when that is over the id is released at A too.
+    assert a.get("edge-1").connection is None
+    clock.advance(60)
+    assert "edge-1" not in a and a.bindings.take() == {"edge-1": None}
+
+
+def test_an_id_released_at_its_instance_is_free_everywhere(core, clock):
+    a, b, ship = two_instances(clock)
+    at_a = Handle()
+    session, _ = attach(a, at_a, origin="127.0.0.1")
+    ship("a", "b")
+    a.detach(session, at_a)
+    clock.advance(60)  # the grace period: the session is over
+    ship("a", "b")
+    assert b.bindings.remote == {}
+    assert attach(b, Handle(), origin="127.0.0.2")[1] == 0
+
+
+def test_a_restarted_instance_voids_what_it_held_before(core, clock):
+    from tracker.cluster.nodes import NodeBindings
+
+    a, b, ship = two_instances(clock)
+    attach(a, Handle(), origin="127.0.0.1")
+    ship("a", "b")
+    a.bindings = NodeBindings("a")  # a new process under the same instance id
+    ship("a", "b")
+    assert b.bindings.remote == {}
+    field, commands = NodeBindings("a").commands({"*": None, "edge-2": "10.0.0.2"})
+    assert commands == [[b"DEL", b"{tracker}:nodes:a"], [b"HSET", b"{tracker}:nodes:a", "edge-2",
+                                                         "10.0.0.2"]]
+
+
+def test_bindings_of_a_silent_instance_are_dropped_and_a_failed_publish_is_retried(core, clock):
+    from tracker.cluster.nodes import NodeBindings
+
+    bindings = NodeBindings("b")
+    bindings.apply("a", b'[["edge-1", "127.0.0.1"], ["edge-2", "127.0.0.2"]]')
+    bindings.apply("c", b'[["edge-3", "127.0.0.3"]]')
+    assert bindings.forget_instance("a") == 2 and list(bindings.remote) == ["edge-3"]
+    with pytest.raises(ValueError):
+        bindings.apply("a", b'[["edge-1", 5]]')
+    out = bindings.take()
+    bindings.bound("edge-9", "10.0.0.9")
+    bindings.give_back(out)
+    assert list(bindings.take()) == ["*", "edge-9"]

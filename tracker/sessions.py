@@ -107,6 +107,9 @@ class SessionRegistry:
         self._by_peer_id: Dict[bytes, Session] = {}
         # info_hash -> the sessions with an entry in that swarm (region-first PEERS).
         self._swarm_sessions: Dict[bytes, Set[Session]] = {}
+        # With --redis, the ids other instances hold (tracker/cluster/nodes.py):
+        # `elsewhere(id)`, `bound(id, origin)`, `released(id)`; None on its own.
+        self.bindings = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -148,6 +151,7 @@ class SessionRegistry:
         from the id (a node) or gives the one its client uses (a browser)."""
         session = self._sessions.get(session_id)
         if session is None:
+            self._check_elsewhere(session_id, origin, anywhere)
             session = Session(session_id, peer_id, ip, port, region, origin)
             self._sessions[session_id] = session
             self._by_peer_id[peer_id] = session
@@ -158,7 +162,30 @@ class SessionRegistry:
             self._take_back(session, connection, ip, port, region, origin)
         session.connection = connection
         self._record(session)
+        if self.bindings is not None:
+            self.bindings.bound(session_id, origin)
         return session, len(session.entries)
+
+    def taken_elsewhere(self, session_id: str, instance: str) -> None:
+        """Another instance (--redis) registered `session_id`: the connection here
+        is the older one, closed as a second connection here would close it."""
+        session = self._sessions.get(session_id)
+        if session is None or session.connection is None:
+            return
+        connection = session.connection
+        self.detach(session, connection)  # its grace period starts, as on a close
+        connection.close(409, "replaced by a new connection of %s %s at instance %s"
+                         % (self.kind, session_id, instance))
+
+    def _check_elsewhere(self, session_id: str, origin: str, anywhere: bool) -> None:
+        """An id registered at another instance from another address is refused
+        here as it would be there (SessionRefused, nothing changed)."""
+        if anywhere or self.bindings is None:
+            return
+        other = self.bindings.elsewhere(session_id)
+        if other is not None and other != origin:
+            raise SessionRefused(409, "%s %s is registered from another address"
+                                 % (self.kind, session_id), "%s_elsewhere" % self.kind)
 
     def _take_back(self, session: Session, connection: ConnectionHandle, ip: str, port: int,
                    region: Optional[str], origin: str) -> None:
@@ -215,6 +242,8 @@ class SessionRegistry:
             self.drop_entry(session, info_hash)
         self._sessions.pop(session.id, None)
         self._by_peer_id.pop(session.peer_id, None)
+        if self.bindings is not None:
+            self.bindings.released(session.id)
 
     def _record(self, session: Session) -> None:
         changes = self.core.changes

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import chain
 from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
@@ -33,6 +34,7 @@ from tracker.cluster.codec import (
     decode_peers, decode_rare, encode_peers, encode_rare, snapshot_row,
 )
 from tracker.cluster.link import RedisLink
+from tracker.cluster.nodes import NodeBindings, nodes_key
 from tracker.cluster.resp import BlockingRedis, RedisError, RedisProtocol
 from tracker.cluster.url import parse_redis_url, redacted
 from tracker.core import ChangeLog, TrackerCore
@@ -130,6 +132,8 @@ class Replicator(Service):
         # A removal of a copy within this of its expiry is left to the expiry.
         self.applier = RemoteApplier(core, store_feed, self.seen_resolution_s + 5 * tick_s + 5.0)
         self.outbox = ChangeLog()
+        # CDN node ids and the address each is registered from, across instances.
+        self.node_bindings = NodeBindings(instance_id)
         self.epoch: Optional[bytes] = None
         self.udp_secret: Optional[bytes] = None
         self.last_id = b"$"
@@ -259,11 +263,24 @@ class Replicator(Service):
             report = keys.load_snapshot(redis, self.applier, self.reactor.seconds())
         self.stats.snapshot_peers = report.peers
         self.stats.snapshot_s = report.seconds
+        self._load_node_bindings(redis)
         self._loaded = True
         log.info("loaded {peers} shared peers ({expired} expired) and {completions} completions "
                  "from Redis at {url} in {seconds:.3f} s; instance {instance}",
                  peers=report.peers, expired=report.expired, completions=report.completions,
                  url=self.url, seconds=report.seconds, instance=self.instance_id)
+
+    def _load_node_bindings(self, redis: BlockingRedis) -> None:
+        """The CDN node ids other live instances hold (tracker/cluster/nodes.py)."""
+        flat = redis.command("HGETALL", keys.INSTANCES)
+        now = self.reactor.seconds()
+        for i in range(0, len(flat) - 1, 2):
+            instance = flat[i].decode("utf-8", "replace")
+            beat = keys.decode_heartbeat(flat[i + 1])
+            if instance == self.instance_id or beat is None:
+                continue
+            if now - float(beat.get("time", 0)) <= DEAD_AFTER_S:
+                self.node_bindings.load(instance, redis.command("HGETALL", nodes_key(instance)))
 
     # -- the connection -------------------------------------------------------------------
 
@@ -327,7 +344,8 @@ class Replicator(Service):
                 self.epoch = epoch
                 self.last_id = b"0-0"
             self.stats.resyncs += 1
-            self._republish = keys.republish_commands(self.core)
+            self._republish = chain([self.node_bindings.republish_commands()],
+                                    keys.republish_commands(self.core))
             self._loaded = True
         self._redis = redis
         self.stats.redis_up = True
@@ -371,7 +389,8 @@ class Replicator(Service):
         if self._republish is not None:
             self._republish_step(redis)
         out = self.outbox.take()
-        commands = self._publish_commands(out, now) if out else []
+        nodes = self.node_bindings.take()
+        commands = self._publish_commands(out, now, nodes) if out or nodes else []
         beat = now >= self._next_beat
         if beat:
             self._next_beat = now + HEARTBEAT_S
@@ -383,7 +402,7 @@ class Replicator(Service):
         self._busy = True
         d = gatherResults(redis.pipeline(commands), consumeErrors=True)
         d.addCallbacks(self._published, self._failed, callbackArgs=(out, beat),
-                       errbackArgs=(out,))
+                       errbackArgs=(out, nodes))
         self._inflight = d
 
     def _reassert(self) -> None:
@@ -424,10 +443,11 @@ class Replicator(Service):
         self._load_at_start()
         return True
 
-    def _failed(self, failure, out: ChangeBatch) -> None:
+    def _failed(self, failure, out: ChangeBatch, nodes: Dict[str, Optional[str]]) -> None:
         self._busy = False
         self._inflight = None
         self.outbox.give_back(out)
+        self.node_bindings.give_back(nodes)
         if not self._down_logged and self.running:
             log.error("publishing to Redis failed ({error}); will retry",
                       error=failure.getErrorMessage())
@@ -445,6 +465,10 @@ class Replicator(Service):
             if beat is not None:
                 instances[flat[i].decode("utf-8", "replace")] = beat
         self.stats.instances = instances
+        for owner in {owner for owner, _ in self.node_bindings.remote.values()}:
+            beat = instances.get(owner)
+            if now - (float(beat.get("time", 0)) if beat else 0.0) > DEAD_AFTER_S:
+                self.node_bindings.forget_instance(owner)
         for origin in list(self.applier.pinned):
             beat = instances.get(origin)
             last = float(beat.get("time", 0)) if beat else 0.0
@@ -454,7 +478,8 @@ class Replicator(Service):
                     log.warn("instance {origin} silent for {age:.0f} s: its {count} CDN node "
                              "entries now age out", origin=origin, age=now - last, count=count)
 
-    def _publish_commands(self, out: ChangeBatch, now: float) -> List[List[Any]]:
+    def _publish_commands(self, out: ChangeBatch, now: float,
+                          nodes: Dict[str, Optional[str]]) -> List[List[Any]]:
         """The stream entry and the snapshot writes for one outgoing batch."""
         core = self.core
         entry: List[Any] = [b"XADD", keys.STREAM, b"MAXLEN", b"~", STREAM_MAXLEN, b"*",
@@ -463,7 +488,10 @@ class Replicator(Service):
         rare = encode_rare(out)
         if rare is not None:
             entry += [b"x", rare]
-        commands = [entry]
+        node_field, node_commands = self.node_bindings.commands(nodes)
+        if node_field is not None:
+            entry += [b"n", node_field]
+        commands = [entry] + node_commands
         sets: Dict[bytes, List[Any]] = {}
         for (info_hash, peer_id), row in out.peers.items():
             ip, port, left, _up, _down, seen, door = row
@@ -526,6 +554,9 @@ class Replicator(Service):
 
     def _apply_entry(self, origin: str, at: float, fields: Dict[bytes, bytes]) -> None:
         applier = self.applier
+        bindings = fields.get(b"n")
+        if bindings:
+            self.node_bindings.apply(origin, bindings)
         rare = fields.get(b"x")
         if rare:
             for item in decode_rare(rare):
