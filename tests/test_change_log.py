@@ -1,13 +1,15 @@
 """The change log: typed values, coalescing per peer, hand-back after a failed write."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from helpers import announce_request, info_hash, peer_id
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore, TrackerSettings
-from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, Completion,
-                                  ContentDescribed, MinuteTotals, ModeSet, NodeSeen, PeerRemoved,
-                                  PeerSeen, PeerUpserted)
+from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, ChangeBatch,
+                                  Completion, ContentDescribed, ContentRows, MinuteTotals, ModeSet,
+                                  NodeSeen, PeerKeys, PeerRemoved, PeerRows, PeerSeen, PeerUpserted)
 from tracker.store import MEMORY, SQLiteStore, open_database
 
 
@@ -85,3 +87,58 @@ def test_operator_changes_keep_their_order_across_a_failed_write():
 def test_only_operator_changes_are_taken_as_operator_changes():
     with pytest.raises(TypeError):
         ChangeLog().operator_changed(("INSERT INTO bans VALUES (?)", ("0.0.0.0/0",)))
+
+
+# -- pending changes held packed ------------------------------------------------------
+
+
+def test_pending_changes_for_the_same_peer_coalesce_into_one_packed_entry():
+    changes = ChangeLog()
+    core = make_core(changes)
+    core.announce(announce_request(peer=1, left=100, key=7), 1.0)
+    core.announce(announce_request(peer=1, left=50, port=7000, key=7), 2.0)
+    core.announce(announce_request(peer=1, left=0, ip="2001:db8::1", key=7), 3.0)
+    batch = changes.take()
+    assert len(batch.peers.packed) == 1
+    assert batch.peers[(info_hash(1), peer_id(1))] == ("2001:db8::1", 6881, 0, 0, 0, 3.0, "http")
+
+
+def test_packed_rows_read_and_write_like_the_dicts_and_sets_they_stand_for():
+    rows = PeerRows()
+    key = (info_hash(1), peer_id(2))
+    row = ("192.0.2.7", 65535, 2 ** 63 - 1, 5, 6, float("inf"), "line")
+    rows[key] = row
+    assert dict(rows) == {key: row} and key in rows and list(rows.sql_rows()) == [key + row]
+    assert rows.pop(key) == row and not rows
+    removed = PeerKeys([key])
+    assert set(removed) == {key} and removed.packed == {info_hash(1) + peer_id(2)}
+    content = ContentRows()
+    content[info_hash(1)] = (5.0, 0, None, None)
+    content[info_hash(2)] = (6.0, 2, "a.mp4", 10)
+    assert dict(content) == {info_hash(1): (5.0, 0, None, None), info_hash(2): (6.0, 2, "a.mp4", 10)}
+    assert isinstance(content.packed[info_hash(1)], bytes)
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="sys.getsizeof is CPython's")
+def test_a_pending_new_peer_and_its_swarm_take_under_300_bytes():
+    changes = ChangeLog()
+    core = make_core(changes)
+    for n in range(1000):
+        core.announce(announce_request(swarm=n, ip="10.0.%d.%d" % (n >> 8, n & 255)), 1.0)
+    batch = changes.take()
+    peers, content = batch.peers.packed, batch.content.packed
+    size = (sys.getsizeof(peers) + sys.getsizeof(content)
+            + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in peers.items())
+            + sum(sys.getsizeof(v) for v in content.values()))  # content keys are the swarms'
+    assert size / 1000 < 300
+
+
+def test_a_store_writes_a_batch_whose_parts_a_consumer_set_as_plain_dicts():
+    batch = ChangeBatch()
+    batch.peers = {(info_hash(1), peer_id(1)): ("10.0.0.1", 6881, 0, 0, 0, 5.0, "udp")}
+    batch.removed = {(info_hash(1), peer_id(2))}
+    batch.content = {info_hash(1): (5.0, 0, None, None)}
+    store = SQLiteStore(open_database(MEMORY), MEMORY)
+    assert store.write(batch) == 3
+    restored = TrackerCore(TrackerSettings())
+    assert store.restore(restored, 6.0).peers == 1

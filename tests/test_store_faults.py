@@ -17,7 +17,7 @@ from twisted.logger import globalLogPublisher
 from e2e_clients import announce_target, get
 from helpers import announce_request, info_hash, peer_id
 from process import TrackerProcess, free_port, poll_real_process, source_env, twistd_command
-from tracker.core import ChangeLog, TrackerCore, TrackerSettings
+from tracker.core import EVENT_COMPLETED, ChangeLog, TrackerCore, TrackerSettings
 from tracker.core.changes import PeerUpserted
 from tracker.options import Options
 from tracker.service import makeService
@@ -75,25 +75,34 @@ def test_a_removed_peer_that_comes_back_in_the_window_is_written():
     assert [u.last_seen for u in upserts(changes)] == [130.0]
 
 
-def test_coalescing_is_on_while_announces_come_fast_and_off_when_calm():
-    clock = Clock()
+def test_persistence_coarsens_last_seen_from_the_start_at_a_twentieth_of_the_ttl():
     changes = ChangeLog()
+    core = TrackerCore(TrackerSettings(interval_s=100), changes=changes)  # ttl 200 s
+    PersistenceService(core, changes, SQLiteStore(open_database(MEMORY), MEMORY), Clock())
+    assert changes.seen_resolution_s == 10.0
+    core.announce(announce_request(peer=1), 100.0)
+    changes.take()
+    core.announce(announce_request(peer=1), 105.0)  # at any announce rate
+    assert len(changes) == 0
+
+
+@pytest.mark.parametrize("peers", [1, 3], ids=["solo", "pooled"])
+def test_a_re_announce_within_the_bucket_is_no_row_one_after_the_bucket_is_one(peers):
+    changes = ChangeLog()
+    changes.coarsen_last_seen(60.0)
     core = TrackerCore(TrackerSettings(), changes=changes)
-    persistence = PersistenceService(core, changes, SQLiteStore(open_database(MEMORY), MEMORY), clock,
-                                     flush_interval_s=1.0)
-
-    def one_second(announces):
-        for n in range(announces):
-            core.announce(announce_request(peer=n % 100, port=1000 + n % 100), clock.seconds())
-        changes.take()  # what the flush would write; only the switch is under test
-        clock.advance(1.0)
-        persistence.flush()
-        return changes.seen_resolution_s
-
-    assert one_second(1000) == 0.0
-    assert one_second(6000) == 60.0  # min(60 s, peer ttl 3600 s / 20)
-    assert one_second(3000) == 60.0  # between the two thresholds: stays on
-    assert one_second(2000) == 0.0
+    for n in range(1, peers + 1):
+        core.announce(announce_request(peer=n, left=1000), 100.0)
+    changes.take()
+    core.announce(announce_request(peer=1, left=500, uploaded=7), 119.0)  # bucket [60, 120)
+    assert len(changes) == 0 and changes.coalesced == 1  # bytes moved, still a leecher
+    core.announce(announce_request(peer=1, left=400), 120.0)  # the next bucket: a row
+    assert [(u.left, u.last_seen) for u in upserts(changes)] == [(400, 120.0)]
+    core.announce(announce_request(peer=1, left=400, event=EVENT_COMPLETED), 121.0)
+    assert len(changes) > 0  # a completion is always recorded
+    changes.take()
+    core.announce(announce_request(peer=1, left=0), 122.0)  # became a seeder: a row
+    assert [u.left for u in upserts(changes)] == [0]
 
 
 def test_restore_allows_for_the_window_so_no_peer_expires_early():

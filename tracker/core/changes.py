@@ -7,15 +7,23 @@ off the reactor thread. Nothing in a batch refers to a live object: a swarm's
 content row is copied when it changes.
 
 A peer's row is kept by key, so a peer that announces ten times between two
-flushes is written once, with its latest state. With `coarsen_last_seen(R)`,
-a re-announce that moves only the peer's last-seen time (and its byte
-counters) is not written again within the same R-second window as a row
-already handed over: the stored time then lags the true one by less than R,
-which restore allows for (see SQLiteStore.restore).
+flushes is written once, with its latest state. Pending rows are packed
+(a 40-byte key and a short bytes value per peer, not a tuple of seven
+objects): under a flood of new peers the store falls behind and these wait
+by the hundred thousand (see `PeerRows`).
+
+With `coarsen_last_seen(R)`, the core does not record a re-announce that
+moves only a peer's last-seen time (its byte counters and bytes left may move
+too, but not whether it seeds) while the time stays in the same R-second
+bucket as the peer's previous one: the stored time then lags the true one by
+less than R, which restore allows for (see SQLiteStore.restore). Nothing is
+kept per peer for this: the core compares the old time with the new.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
+import struct
+from collections.abc import MutableMapping, MutableSet
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import attr
 
@@ -29,9 +37,13 @@ TotalsTuple = Tuple[int, int, int, int, int, int]
 
 _frozen = attr.s(slots=True, frozen=True)
 
-# Peers remembered per last-seen window (their latest row, about 250 bytes
-# each); past this, the others' re-announces are simply written again.
-RECENT_MAX = 200_000
+# A pending peer's key is info_hash + peer_id (info hashes are 20 bytes).
+HASH_WIDTH = 20
+# A pending peer's row: port, left, uploaded, downloaded, last seen, the
+# length of the address text; then the address and the door, as ASCII.
+_PEER_ROW = struct.Struct("<HQQQdB")
+# A content row with no name or size (a new swarm's): first seen, completed.
+_CONTENT_ROW = struct.Struct("<dq")
 
 
 # -- the kinds of change ---------------------------------------------------------------
@@ -159,6 +171,178 @@ Change = Union[PeerUpserted, PeerSeen, PeerRemoved, ContentDescribed, Completion
                MinuteTotals, OperatorChange]
 
 
+def _key(key: PeerKey) -> bytes:
+    return key[0] + key[1]
+
+
+def _split(packed_key: bytes) -> PeerKey:
+    return packed_key[:HASH_WIDTH], packed_key[HASH_WIDTH:]
+
+
+def pack_peer_row(row: PeerRow) -> bytes:
+    ip, port, left, uploaded, downloaded, last_seen, door = row
+    address = ip.encode("ascii")
+    return (_PEER_ROW.pack(port, left, uploaded, downloaded, last_seen, len(address)) + address
+            + door.encode("ascii"))
+
+
+def unpack_peer_row(value: bytes) -> PeerRow:
+    port, left, uploaded, downloaded, last_seen, width = _PEER_ROW.unpack_from(value)
+    at = _PEER_ROW.size
+    return (value[at:at + width].decode("ascii"), port, left, uploaded, downloaded, last_seen,
+            value[at + width:].decode("ascii"))
+
+
+def with_last_seen(value: bytes, last_seen: float) -> bytes:
+    """A packed peer row with another last-seen time."""
+    port, left, uploaded, downloaded, _, width = _PEER_ROW.unpack_from(value)
+    return (_PEER_ROW.pack(port, left, uploaded, downloaded, last_seen, width)
+            + value[_PEER_ROW.size:])
+
+
+class PeerRows(MutableMapping):
+    """Pending peer rows, key (info_hash, peer_id) -> PeerRow, read and
+    written as such, but held as two bytes objects per peer (about 210 bytes
+    with the dict's share, against about 420 for a tuple key and a row of
+    seven objects): a flood of new peers can leave hundreds of thousands
+    waiting for a store that falls behind."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, rows=()) -> None:
+        self.packed: Dict[bytes, bytes] = {}  # info_hash + peer_id -> pack_peer_row(row)
+        if rows:
+            self.update(rows)
+
+    def put(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> bytes:
+        """Set a row (the hot path's way); returns the packed key."""
+        key = info_hash + peer_id
+        self.packed[key] = pack_peer_row(row)
+        return key
+
+    def __setitem__(self, key: PeerKey, row: PeerRow) -> None:
+        self.packed[_key(key)] = pack_peer_row(row)
+
+    def __getitem__(self, key: PeerKey) -> PeerRow:
+        return unpack_peer_row(self.packed[_key(key)])
+
+    def __delitem__(self, key: PeerKey) -> None:
+        del self.packed[_key(key)]
+
+    def __contains__(self, key) -> bool:
+        return _key(key) in self.packed
+
+    def __iter__(self) -> Iterator[PeerKey]:
+        return map(_split, self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def items(self) -> Iterator[Tuple[PeerKey, PeerRow]]:  # type: ignore[override]
+        for key, value in self.packed.items():
+            yield _split(key), unpack_peer_row(value)
+
+    def sql_rows(self) -> Iterator[tuple]:
+        """Each pending peer as PeerUpserted's fields, made as they are read."""
+        for key, value in self.packed.items():
+            yield (key[:HASH_WIDTH], key[HASH_WIDTH:]) + unpack_peer_row(value)
+
+
+class PeerTimes(MutableMapping):
+    """Pending last-seen times, (info_hash, peer_id) -> time, keyed packed."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, times=()) -> None:
+        self.packed: Dict[bytes, float] = {}
+        if times:
+            self.update(times)
+
+    def __setitem__(self, key: PeerKey, last_seen: float) -> None:
+        self.packed[_key(key)] = last_seen
+
+    def __getitem__(self, key: PeerKey) -> float:
+        return self.packed[_key(key)]
+
+    def __delitem__(self, key: PeerKey) -> None:
+        del self.packed[_key(key)]
+
+    def __contains__(self, key) -> bool:
+        return _key(key) in self.packed
+
+    def __iter__(self) -> Iterator[PeerKey]:
+        return map(_split, self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+
+class PeerKeys(MutableSet):
+    """Pending removals, a set of (info_hash, peer_id) kept as packed keys: an
+    expiry sweep of a million peers leaves a million of them at once."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, keys=()) -> None:
+        self.packed = set(map(_key, keys))
+
+    def add(self, key: PeerKey) -> None:
+        self.packed.add(_key(key))
+
+    def discard(self, key: PeerKey) -> None:
+        self.packed.discard(_key(key))
+
+    def __contains__(self, key) -> bool:
+        return _key(key) in self.packed
+
+    def __iter__(self) -> Iterator[PeerKey]:
+        return map(_split, self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+
+class ContentRows(MutableMapping):
+    """Pending content rows, info_hash -> ContentRow; a row with no name or
+    size (every new swarm's) is held packed in 16 bytes, the key being the
+    swarm's own info hash object."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, rows=()) -> None:
+        self.packed: Dict[bytes, Union[bytes, ContentRow]] = {}
+        if rows:
+            self.update(rows)
+
+    def set(self, info_hash: bytes, first_seen: float, completed: int, name: Optional[str],
+            size: Optional[int]) -> None:
+        if name is None and size is None:
+            self.packed[info_hash] = _CONTENT_ROW.pack(first_seen, completed)
+        else:
+            self.packed[info_hash] = (first_seen, completed, name, size)
+
+    def __setitem__(self, info_hash: bytes, row: ContentRow) -> None:
+        self.set(info_hash, *row)
+
+    def __getitem__(self, info_hash: bytes) -> ContentRow:
+        row = self.packed[info_hash]
+        if isinstance(row, bytes):
+            return _CONTENT_ROW.unpack(row) + (None, None)
+        return row
+
+    def __delitem__(self, info_hash: bytes) -> None:
+        del self.packed[info_hash]
+
+    def __contains__(self, info_hash) -> bool:
+        return info_hash in self.packed
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+
 class ChangeBatch:
     """One flush worth of changes.
 
@@ -174,16 +358,20 @@ class ChangeBatch:
     - `completions`, `totals`: Completion and MinuteTotals fields
     - `nodes`: node_id -> (ip, port, region, seen_at) (NodeSeen)
     - `operator`: the operator's changes, as records
+
+    `peers`, `seen`, `removed` and `content` hold their entries packed (see
+    PeerRows) but read and write like the dict or set they stand for; a
+    consumer may also put plain dicts and sets there.
     """
 
     __slots__ = ("peers", "seen", "removed", "content", "completions", "totals", "nodes",
                  "operator")
 
     def __init__(self) -> None:
-        self.peers: Dict[PeerKey, PeerRow] = {}
-        self.seen: Dict[PeerKey, float] = {}
-        self.removed: Set[PeerKey] = set()
-        self.content: Dict[bytes, ContentRow] = {}
+        self.peers: MutableMapping = PeerRows()
+        self.seen: MutableMapping = PeerTimes()
+        self.removed: MutableSet = PeerKeys()
+        self.content: MutableMapping = ContentRows()
         self.completions: List[Tuple[bytes, bytes, float]] = []
         self.totals: List[TotalsTuple] = []
         self.nodes: Dict[str, Tuple[str, int, Optional[str], float]] = {}
@@ -216,83 +404,67 @@ class ChangeLog:
 
     def __init__(self) -> None:
         self._batch = ChangeBatch()
+        # Re-announces that move only the last-seen time are recorded at most
+        # once per bucket of this many seconds (0: every one); the core reads it.
         self.seen_resolution_s = 0.0
-        # Within the current window: hash(key) -> the row recorded for that
-        # peer (the row is kept anyway until the batch is written).
-        self._recent: Dict[int, PeerRow] = {}
-        self._window_ends = float("-inf")
-        self.coalesced = 0  # re-announces not written again (for the figures)
+        self.coalesced = 0  # re-announces not recorded (for the figures)
 
     def __len__(self) -> int:
         return len(self._batch)
 
     def coarsen_last_seen(self, resolution_s: float) -> None:
-        """Write a peer whose re-announce changes only its last-seen time at
-        most once per `resolution_s` window (0: write every change)."""
+        """Record a peer whose re-announce changes only its last-seen time at
+        most once per `resolution_s` bucket of time (0: record every change)."""
         self.seen_resolution_s = resolution_s
-        self._recent = {}
-        self._window_ends = float("-inf")
-
-    def _new_window(self, now: float) -> Dict[int, PeerRow]:
-        """Start remembering afresh, at a window's end."""
-        resolution = self.seen_resolution_s
-        self._window_ends = (now // resolution + 1) * resolution
-        self._recent = {}
-        return self._recent
 
     def forget_recent(self) -> None:
-        """Write the next update of every peer, whatever the window says (the
-        consumer lost what it had been given)."""
-        self._recent = {}
+        """Kept for consumers that lost what they had been given: nothing is
+        remembered per peer any more (the core compares buckets), so a full
+        rewrite (tracker/store/service.py's record_everything) is enough."""
 
     def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
-        key = (info_hash, peer_id)
-        if self.seen_resolution_s:
-            recent = self._recent
-            if row[5] >= self._window_ends:
-                recent = self._new_window(row[5])
-            fingerprint = hash(key)
-            if len(recent) < RECENT_MAX:
-                old = recent.setdefault(fingerprint, row)
-            else:  # full: peers not remembered are written every time
-                old = recent.get(fingerprint, row)
-            if old is not row:
-                # Same address, bytes left and door: only the clock (and counters) moved.
-                if old[1] == row[1] and old[0] == row[0] and old[2] == row[2] and old[6] == row[6]:
-                    self.coalesced += 1
-                    return
-                recent[fingerprint] = row
         batch = self._batch
-        batch.peers[key] = row
+        peers = batch.peers
+        if type(peers) is PeerRows:
+            peers.put(info_hash, peer_id, row)
+        else:
+            peers[(info_hash, peer_id)] = row
         if batch.removed:
-            batch.removed.discard(key)
+            batch.removed.discard((info_hash, peer_id))
         if batch.seen:
-            batch.seen.pop(key, None)
+            batch.seen.pop((info_hash, peer_id), None)
 
     def peer_seen(self, info_hash: bytes, peer_id: bytes, last_seen: float) -> None:
         key = (info_hash, peer_id)
         batch = self._batch
-        if self._recent:
-            self._recent.pop(hash(key), None)
-        row = batch.peers.get(key)
-        if row is not None:
-            batch.peers[key] = row[:5] + (last_seen,) + row[6:]
-        else:
-            batch.seen[key] = last_seen
+        peers = batch.peers
+        if type(peers) is PeerRows:
+            packed_key = info_hash + peer_id
+            value = peers.packed.get(packed_key)
+            if value is not None:
+                peers.packed[packed_key] = with_last_seen(value, last_seen)
+                return
+        elif key in peers:
+            peers[key] = peers[key][:5] + (last_seen,) + peers[key][6:]
+            return
+        batch.seen[key] = last_seen
 
     def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
         key = (info_hash, peer_id)
         batch = self._batch
-        if self._recent:
-            self._recent.pop(hash(key), None)
-        batch.peers.pop(key, None)
-        batch.seen.pop(key, None)
+        if batch.peers:
+            batch.peers.pop(key, None)
+        if batch.seen:
+            batch.seen.pop(key, None)
         batch.removed.add(key)
 
     def content_changed(self, swarm) -> None:
         """A swarm was created or its content row changed: copy the row now."""
-        self._batch.content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name,
-                                                swarm.size)
+        content = self._batch.content
+        if type(content) is ContentRows:
+            content.set(swarm.info_hash, swarm.first_seen, swarm.completed, swarm.name, swarm.size)
+        else:
+            content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name, swarm.size)
 
     def completed(self, swarm, peer_id: bytes, now: float) -> None:
         self.content_changed(swarm)

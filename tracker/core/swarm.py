@@ -231,6 +231,16 @@ class PeerPool:
             _KEY.pack_into(self.recs, at + _KEY_AT, key)
         return pos
 
+    def only_seen_moves(self, pos: int, compact: bytes, seen: float, door: int, seeder: bool,
+                        bucket_s: float) -> bool:
+        """Whether `refresh` with these values would change nothing the store
+        keeps but the last-seen time, and that within one `bucket_s`-second
+        bucket (ChangeLog.coarsen_last_seen). Asked before the refresh."""
+        door_was, seen_was = _DOOR_SEEN.unpack_from(self.recs, pos * RECORD + _DOOR_AT)
+        w = self.addr_width
+        return (seen_was // bucket_s == seen // bucket_s and door_was == door
+                and (pos < self.seeders) == seeder and self.addrs[pos * w:(pos + 1) * w] == compact)
+
     def set_seen(self, pos: int, seen: float) -> None:
         _SEEN.pack_into(self.recs, pos * RECORD + _SEEN_AT, seen)
 
@@ -509,6 +519,15 @@ class Swarm:
             key = _KEY.unpack_from(solo, _KEY_AT)[0]
         self.set_solo(solo[:ID_WIDTH], compact, seen, door, seeder, key)
         return len(solo) - SOLO_ADDR_AT != len(compact)
+
+    def solo_only_seen_moves(self, compact: bytes, seen: float, door: int, seeder: bool,
+                             bucket_s: float) -> bool:
+        """`PeerPool.only_seen_moves` for the solo peer."""
+        solo = self.solo
+        flags, seen_was = _DOOR_SEEN.unpack_from(solo, _DOOR_AT)
+        return (seen_was // bucket_s == seen // bucket_s
+                and flags == (door | SOLO_SEEDER if seeder else door)
+                and len(solo) - SOLO_ADDR_AT == len(compact) and solo.endswith(compact))
 
     def set_solo_seen(self, seen: float) -> None:
         solo = self.solo

@@ -250,18 +250,22 @@ class TrackerCore:
             return self._with_browsers(req.info_hash, self._stop(swarm, pool, pos))
 
         seeder = req.left == 0
+        door = DOOR_CODES[req.door]
+        changes = self.changes
+        quiet = (changes is not None and changes.seen_resolution_s
+                 and self._only_seen_moves(swarm, pool, pos, solo, compact, now, door, seeder))
         if solo:
-            if swarm.refresh_solo(compact, now, DOOR_CODES[req.door], seeder, req.key):
+            if swarm.refresh_solo(compact, now, door, seeder, req.key):
                 self._joined_solo(swarm)  # moved family: told as a join, as from a pool
         elif pool is None or pool.addr_width != len(compact):
             swarm, pool, pos = self._join(req, swarm, pool, pos, compact, seeder, now)
         else:
-            pos = pool.refresh(pos, compact, now, DOOR_CODES[req.door], seeder, req.key,
-                               self._rng)
-        changes = self.changes
+            pos = pool.refresh(pos, compact, now, door, seeder, req.key, self._rng)
         if req.event == EVENT_COMPLETED and swarm.mark_completed(req.peer_id) and changes is not None:
             changes.completed(swarm, req.peer_id, now)
-        if changes is not None:
+        if quiet:
+            changes.coalesced += 1
+        elif changes is not None:
             changes.peer_updated(req.info_hash, req.peer_id, (
                 req.ip, req.port, req.left, req.uploaded, req.downloaded, now, req.door))
 
@@ -284,6 +288,19 @@ class TrackerCore:
             return self._with_browsers(req.info_hash, result) if self.browser_swarms else result
         return self._with_browsers(req.info_hash,
                                    self._sample_reply(req, swarm, pool, pos, seeder, numwant))
+
+    def _only_seen_moves(self, swarm: Optional[Swarm], pool: Optional[PeerPool], pos: int,
+                         solo: bool, compact: bytes, now: float, door: int, seeder: bool) -> bool:
+        """Whether a known peer's re-announce (asked before it is applied)
+        changes nothing the store keeps but the last-seen time, within the
+        change log's bucket (ChangeLog.coarsen_last_seen): the stored time
+        stays within one bucket of the true one without it."""
+        bucket_s = self.changes.seen_resolution_s
+        if solo:
+            return swarm.solo_only_seen_moves(compact, now, door, seeder, bucket_s)
+        if pool is None or pool.addr_width != len(compact):
+            return False  # a new peer, or one moving family
+        return pool.only_seen_moves(pos, compact, now, door, seeder, bucket_s)
 
     def _with_browsers(self, info_hash: bytes, result: AnnounceResult) -> AnnounceResult:
         """Count the swarm's browser peers in a reply (they are not in its pools)."""

@@ -35,14 +35,11 @@ STORE_THREAD_NICENESS = 10
 # Batches up to this many rows are written by the background (low priority)
 # thread; larger ones, a sign the store is falling behind, at normal priority.
 BACKGROUND_MAX_ROWS = 30_000
-# Under load, a re-announce that changes only a peer's last-seen time is
-# written at most once per this many seconds (and never less often than a
-# twentieth of the peer time to live), so the store keeps up with any announce
-# rate; restore adds this much to stored times, so no peer expires early.
+# A re-announce that changes only a peer's last-seen time is recorded at most
+# once per bucket of this many seconds (and of no more than a twentieth of the
+# peer time to live), so the store keeps up with any re-announce rate; restore
+# adds this much to stored times, so no peer expires early.
 LAST_SEEN_RESOLUTION_S = 60.0
-# Announces a second above which that coalescing is on (below half of it, off
-# again): at ordinary rates every change is written and the hot path pays nothing.
-COALESCE_ABOVE_PER_S = 5_000
 # Peers recorded per reactor turn when the whole state is written again.
 REWRITE_SLICE = 10_000
 
@@ -105,8 +102,7 @@ class PersistenceService(Service):
         self.notes: Dict[Tuple[str, str], Tuple[Optional[str], Optional[float]]] = {}
         self.seen_resolution_s = min(LAST_SEEN_RESOLUTION_S,
                                      core.settings.effective_peer_ttl_s / 20)
-        self._announces_seen = 0
-        self._announces_since = reactor.seconds()
+        changes.coarsen_last_seen(self.seen_resolution_s)
         # Two store threads, used one at a time (a flush waits for the last):
         # ordinary batches go to the background one, at low priority, so that
         # requests do not queue behind a flush; a large batch means the store
@@ -187,7 +183,6 @@ class PersistenceService(Service):
                        % self.store.path)
         if self._file_lost and not self._make_file_again():
             return succeed(None)
-        self._coalesce_if_busy()
         batch = self.changes.take()
         if not batch:
             return succeed(None)
@@ -205,21 +200,6 @@ class PersistenceService(Service):
         if self._flushing is None and not d.called:
             self._flushing = d
         return d
-
-    def _coalesce_if_busy(self) -> None:
-        """Turn last-seen coalescing on when announces come fast, off when calm."""
-        now = self.reactor.seconds()
-        elapsed = now - self._announces_since
-        if elapsed < self.flush_interval_s / 2:
-            return  # too short a span to tell a rate (a flush called early)
-        announces = sum(self.core.stats.announces.values())
-        rate = (announces - self._announces_seen) / elapsed
-        self._announces_seen, self._announces_since = announces, now
-        coalescing = bool(self.changes.seen_resolution_s)
-        if not coalescing and rate >= COALESCE_ABOVE_PER_S:
-            self.changes.coarsen_last_seen(self.seen_resolution_s)
-        elif coalescing and rate < COALESCE_ABOVE_PER_S / 2:
-            self.changes.coarsen_last_seen(0.0)
 
     def _finish_part(self, result: Tuple[int, bool], batch) -> Any:
         rows, complete = result

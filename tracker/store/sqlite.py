@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from itertools import islice
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
-                                  NodeTokenRemoved, NodeTokenSet)
+                                  NodeTokenRemoved, NodeTokenSet, PeerRows)
 from tracker.store.database import MEMORY
 from tracker.store.queries import StoreReader
 
@@ -97,13 +98,17 @@ class _Writer:
             if skipped < len(chunk):
                 self._run(sql, chunk[skipped:])
 
-    def peer_rows(self, peers: Dict) -> None:
-        items = list(peers.items())
-        for start in range(0, len(items), WRITE_CHUNK):
-            end = min(start + WRITE_CHUNK, len(items))
-            skipped = self._skipped(end - start)
-            if start + skipped < end:
-                self._run(_UPSERT_PEER, [key + row for key, row in items[start + skipped:end]])
+    def stream(self, sql: str, rows: Iterable, count: int) -> None:
+        """`rows` for `count` rows made as they are read, a chunk at a time: a
+        batch's million packed peers or removals (ChangeBatch) are never
+        unpacked all at once."""
+        rows = iter(rows)
+        for start in range(0, count, WRITE_CHUNK):
+            size = min(WRITE_CHUNK, count - start)
+            skipped = self._skipped(size)
+            chunk = list(islice(rows, size))
+            if skipped < size:
+                self._run(sql, chunk[skipped:])
 
     def _run(self, sql: str, rows: Sequence) -> None:
         conn = self.conn
@@ -208,10 +213,12 @@ class SQLiteStore:
             if batch.content:
                 writer.rows(_UPSERT_CONTENT, [(info_hash,) + content
                                               for info_hash, content in batch.content.items()])
-            writer.peer_rows(batch.peers)
+            peers = batch.peers
+            writer.stream(_UPSERT_PEER, peers.sql_rows() if isinstance(peers, PeerRows) else (
+                key + row for key, row in peers.items()), len(peers))
             writer.rows(_UPDATE_SEEN, [(seen, info_hash, peer_id)
                                        for (info_hash, peer_id), seen in batch.seen.items()])
-            writer.rows(_DELETE_PEER, list(batch.removed))
+            writer.stream(_DELETE_PEER, batch.removed, len(batch.removed))
             writer.rows(_INSERT_COMPLETION, batch.completions)
             writer.rows(_UPSERT_TOTALS, batch.totals)
             writer.rows(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
