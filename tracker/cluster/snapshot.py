@@ -9,6 +9,7 @@
     tracker:done:HEX         a swarm's completion fingerprints (8 bytes each)
     tracker:instances        instance id -> JSON heartbeat (time, peers, lag)
     tracker:udp-secret       the secret UDP connection ids are made from
+    tracker:nodes:<instance> CDN node id -> address it registered from (nodes.py)
 
 The snapshot is kept current by every publish (each instance writes the rows
 of the changes it publishes); an instance whose Redis lost its data writes
