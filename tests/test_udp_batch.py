@@ -11,6 +11,8 @@ import errno
 import random
 import socket
 import struct
+import sys
+from pathlib import Path
 
 import pytest
 from twisted.internet import udp
@@ -168,7 +170,7 @@ def test_a_failed_sendmmsg_never_waits_and_counts_what_it_drops(code, sent, drop
 
 def test_without_cffi_the_binding_says_why(monkeypatch):
     monkeypatch.setattr(mmsg, "_loaded", None)
-    monkeypatch.setitem(__import__("sys").modules, "cffi", None)  # import cffi fails
+    monkeypatch.setitem(sys.modules, "cffi", None)  # import cffi fails
     assert mmsg.load() == (None, "cffi is not installed")
 
 
@@ -345,3 +347,22 @@ def test_metrics_show_the_batch_counters():
     assert families["tracker_udp_recvmmsg_calls"] == 3
     assert families["tracker_udp_recvmmsg_datagrams"] == 150
     assert list(udp_batch_metrics(None)) == []
+
+
+# -- the benchmark's scenario -------------------------------------------------------------
+
+
+def test_the_benchmark_compares_udp_without_batches_with_opentrackers_udp():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from bench import report
+
+    def summary(cpu_us):
+        return report.summarise([{"rps": 1000.0, "p50_us": 1, "p99_us": 1,
+                                  "cpu_us_per_request": cpu_us, "errors": 0}])
+    table = report.markdown_table({
+        "pypy": {"udp-announce": summary(20.0), "udp-announce-nobatch": summary(40.0)},
+        "opentracker": {"udp-announce": summary(20.0)}})
+    per_cpu = {row.split("|")[2].strip(): row.split("|")[6].strip()
+               for row in table.splitlines() if row.startswith("| pypy")}
+    assert per_cpu == {"udp-announce": "1.00", "udp-announce-nobatch": "0.50"}
+    assert "udp-announce-nobatch" in report.SCENARIOS

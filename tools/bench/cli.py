@@ -9,6 +9,9 @@ peer announced once), then drives it with wrk pinned to the other core:
 - scrape of one random torrent over keep-alive,
 - UDP announce (BEP 15 connect + announce, 64 in flight) from `tools/udp_load.c`,
   a C load generator built by this command, which checks every reply,
+- the same UDP announce against a second tracker started with `--udp-batch off`
+  (`udp-announce-nobatch`: one recvfrom and sendto per datagram), so one run
+  compares batched and plain datagram I/O,
 - line-protocol commands (PEERS, SCRAPE, PING of population torrents) over
   8 connections with 64 commands in flight each.
 
@@ -127,6 +130,8 @@ class Bench:
         self.extra = {name: {"version": runtime_version(python)} for name, (python, _) in runtimes.items()}
         self.paced: Dict[str, Dict[str, Dict[str, float]]] = {}
         self.trackers: Dict[str, object] = {}
+        # Per runtime, the tracker of the udp-announce-nobatch scenario (--udp-batch off).
+        self.nobatch: Dict[str, object] = {}
 
     def start_servers(self) -> None:
         args = self.args
@@ -140,12 +145,20 @@ class Bench:
             reference = OpenTracker(self.workdir, args.torrents)
             self.trackers["opentracker"] = reference
             fill(reference, args.torrents, args.peers, self.udp_load)
-            self.raw["opentracker"] = {s: [] for s in self.scenarios if s != "line-commands"}
+            self.raw["opentracker"] = {s: [] for s in self.scenarios
+                                       if s not in ("line-commands", "udp-announce-nobatch")}
+        if "udp-announce-nobatch" in self.scenarios:
+            # A second tracker per runtime, the same but for --udp-batch off.
+            for name, (python, db) in self.runtimes.items():
+                tracker = Tracker(python, self.workdir, ["--udp-batch", "off"],
+                                  db="off" if db == "off" else "")
+                self.nobatch[name] = tracker
+                fill(tracker, args.torrents, args.peers, self.udp_load)
 
     def run_scenario(self, scenario: str, tracker) -> Dict[str, float]:
         args = self.args
         cpu_before = process_cpu_s(tracker.pid)
-        if scenario == "udp-announce":
+        if scenario in ("udp-announce", "udp-announce-nobatch"):
             figures = run_udp_load(self.udp_load, tracker.udp_port, self.hashes_file, args.peers,
                                    args.duration)
         elif scenario == "line-commands":
@@ -163,7 +176,9 @@ class Bench:
             for scenario in self.scenarios:
                 for name, tracker in self.trackers.items():
                     if scenario not in self.raw[name]:
-                        continue  # opentracker has no line protocol
+                        continue  # opentracker has no line protocol, nor --udp-batch
+                    if scenario == "udp-announce-nobatch":
+                        tracker = self.nobatch[name]
                     figures = self.run_scenario(scenario, tracker)
                     self.raw[name][scenario].append(figures)
                     print("round %d %s %s: %.0f req/s" % (round_no + 1, name, scenario, figures["rps"]),
@@ -194,7 +209,7 @@ class Bench:
                 if self.args.paced:
                     self.run_paced()
         finally:
-            for tracker in self.trackers.values():
+            for tracker in list(self.trackers.values()) + list(self.nobatch.values()):
                 tracker.stop()
 
     def run_extras(self) -> Tuple[Dict[str, Dict[str, Dict[str, float]]], List[str]]:
