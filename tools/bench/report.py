@@ -92,12 +92,12 @@ def flush_latency_table(results: Dict[str, Figures]) -> str:
 
 def fanout_markdown(results: Dict[str, Figures]) -> str:
     lines = ["| runtime | subscribers | KiB per connection | time until all have the event, "
-             "median ms | max ms | first push ms | server CPU ms per push |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "median ms | max ms | first push ms | tracker CPU ms per push | client CPU ms, max |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+        lines.append("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f |" % (
             name, r["subscribers"], r["bytes_per_connection"] / 1024, r["median_ms"], r["max_ms"],
-            r["first_ms"], r["server_cpu_ms_median"]))
+            r["first_ms"], r["server_cpu_ms_median"], r["client_cpu_ms_max"]))
     return "\n".join(lines)
 
 
