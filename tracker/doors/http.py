@@ -22,7 +22,7 @@ from tracker.core import (
     DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED, MAX_COUNTER, NO_KEY,
     AnnounceRequest, TrackerCore, TrackerError,
 )
-from tracker.doors.fastwrite import send_now, supports_send_now
+from tracker.doors.fastwrite import can_close_in_read, send_and_close, send_now, supports_send_now
 from tracker.doors.admission import LimitedConnections
 from tracker.histogram import REQUEST_BUCKETS_S, REQUEST_SAMPLE_EVERY, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
@@ -51,6 +51,9 @@ REASONS = {
 }
 
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+# `_reply`'s answer to a GET over HTTP/1.1 keep-alive, the common case.
+_OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
 
 # A numwant of more digits than fit this is read as this (then capped by the core).
 MANY = 10 ** 9
@@ -105,15 +108,44 @@ def owner_key(raw: Optional[bytes]) -> int:
     return int.from_bytes(hashlib.blake2s(raw, digest_size=4).digest(), "big")
 
 
-def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int]) -> int:
-    value = _word(params, name)
+def _counter(value: Optional[bytes], name: bytes) -> int:
+    """A counter that is not plain digits: unescaped, then read or refused
+    (None: absent, allowed only for those with a default, read in place)."""
     if value is None:
-        if default is None:
-            raise TrackerError("missing_" + name.decode(), "missing %s" % name.decode())
-        return default
+        raise TrackerError("missing_" + name.decode(), "missing %s" % name.decode())
+    if b"%" in value:
+        value = unquote(value)
     if not value.isdigit() or len(value) > MAX_COUNTER_DIGITS:
         raise TrackerError("invalid_counter", "%s must be a non-negative integer" % name.decode())
     return int(value)
+
+
+def _port(raw: bytes) -> bytes:
+    """A port that is not plain digits: unescaped, then checked."""
+    port = unquote(raw) if b"%" in raw else raw
+    if not port.isdigit() or len(port) > 5:
+        raise TrackerError("invalid_port", "port must be between 1 and 65535")
+    return port
+
+
+def _event(raw: bytes) -> int:
+    """An event that is not one of the plain words: unescaped, then looked up."""
+    event = EVENTS.get(unquote(raw))
+    if event is None:
+        raise TrackerError("invalid_event", "unknown event: use started, completed or stopped")
+    return event
+
+
+def _numwant(raw: bytes) -> Optional[int]:
+    """A numwant that is not up to nine plain digits (None: the default)."""
+    if b"%" in raw:
+        raw = unquote(raw)
+    if raw == b"-1":
+        return None
+    if not raw.isdigit():
+        raise TrackerError("invalid_numwant", "numwant must be a non-negative integer")
+    # Any size asks for as many as the tracker gives: the core caps it.
+    return int(raw) if len(raw) <= 9 else MANY
 
 
 class HTTPTrackerProtocol(Protocol):
@@ -136,6 +168,7 @@ class HTTPTrackerProtocol(Protocol):
         self.external_ip = pack_ip(self.peer_ip)
         self.last_active = factory.now
         self._send_now = supports_send_now(self.transport)
+        self._close_in_read = can_close_in_read(self.transport)
         self.behind_proxy = bool(self.settings.trusted_proxies) and in_networks(
             self.peer_ip, self.settings.trusted_proxies)
         self._forwarded: Optional[bytes] = None
@@ -203,7 +236,7 @@ class HTTPTrackerProtocol(Protocol):
                 out.append(self._status_reply(500, "internal error"))
                 keep_alive = False
             if not keep_alive:
-                self._close(out)
+                self._close(out, in_read=True)
                 if started:
                     factory.latency.observe_many(perf_counter() - started, len(out))
                 return
@@ -212,7 +245,7 @@ class HTTPTrackerProtocol(Protocol):
             refusal = self._oversized(buf, settings)
             if refusal is not None:
                 out.append(self._status_reply(refusal.status, refusal.message))
-                self._close(out)
+                self._close(out, in_read=True)
                 return
         self._buffer = buf
         if out:
@@ -236,12 +269,17 @@ class HTTPTrackerProtocol(Protocol):
             return _Refused(431, "request headers too large")
         return None
 
-    def _close(self, out: List[bytes]) -> None:
+    def _close(self, out: List[bytes], in_read: bool = False) -> None:
+        """Send what is left and close; `in_read`: called from `dataReceived`,
+        where a plain TCP connection can end as the read returns."""
         self._closing = True
         self._closing_since = self.factory.now
         self._buffer = b""
-        if out:
-            self.transport.write(b"".join(out))
+        data = b"".join(out) if out else b""
+        if in_read and data and self._close_in_read and send_and_close(self.transport, data):
+            return
+        if data:
+            self.transport.write(data)
         self.transport.loseConnection()
 
     def check_timeout(self, now: float) -> None:
@@ -339,7 +377,10 @@ class HTTPTrackerProtocol(Protocol):
             out.append(self._reply(404, b"text/plain", b"not a tracker path: use /announce or /scrape\n",
                                    method, version, keep_alive))
             return keep_alive
-        out.append(self._reply(200, b"text/plain", body, method, version, keep_alive))
+        if keep_alive and version == b"HTTP/1.1" and method == b"GET":
+            out.append(_OK_KEEP_ALIVE % (len(body), body))  # the common reply, in one piece
+        else:
+            out.append(self._reply(200, b"text/plain", body, method, version, keep_alive))
         return keep_alive
 
     def _reply(self, status: int, content_type: bytes, body: bytes, method: bytes,
@@ -361,31 +402,29 @@ class HTTPTrackerProtocol(Protocol):
     # -- tracker requests ---------------------------------------------------
 
     def _announce(self, query: bytes) -> bytes:
+        # The hot path: plain (unescaped) digits are read in place; anything
+        # else goes through the helpers, which unescape and explain refusals.
         core = self.core
         try:
             params = parse_announce_query(query)
-            info_hash = params.get(b"info_hash")
+            get = params.get
+            info_hash = get(b"info_hash")
             if info_hash is None:
                 raise TrackerError("missing_info_hash", "missing info_hash")
-            peer_id = params.get(b"peer_id")
+            peer_id = get(b"peer_id")
             if peer_id is None:
                 raise TrackerError("missing_peer_id", "missing peer_id")
-            port = _word(params, b"port")
+            port = get(b"port")
             if port is None:
                 raise TrackerError("missing_port", "missing port")
             if not port.isdigit() or len(port) > 5:
-                raise TrackerError("invalid_port", "port must be between 1 and 65535")
-            event = EVENTS.get(_word(params, b"event") or b"")
+                port = _port(port)
+            event = EVENTS.get(get(b"event", b""))
             if event is None:
-                raise TrackerError("invalid_event", "unknown event: use started, completed or stopped")
-            numwant_raw = _word(params, b"numwant")
-            if numwant_raw is None or numwant_raw == b"-1":
-                numwant = None
-            elif numwant_raw.isdigit():
-                # Any size asks for as many as the tracker gives: the core caps it.
-                numwant = int(numwant_raw) if len(numwant_raw) <= 9 else MANY
-            else:
-                raise TrackerError("invalid_numwant", "numwant must be a non-negative integer")
+                event = _event(get(b"event"))
+            numwant = get(b"numwant")
+            if numwant is not None:
+                numwant = int(numwant) if numwant.isdigit() and len(numwant) <= 9 else _numwant(numwant)
             ip = self.peer_ip
             external_ip = self.external_ip
             if self._forwarded is not None:
@@ -396,12 +435,19 @@ class HTTPTrackerProtocol(Protocol):
             if self.settings.allow_ip_param and b"ip" in params:
                 source_ip = ip
                 ip, external_ip = self._declared_ip(unquote(params[b"ip"]))
+            uploaded = get(b"uploaded", b"0")
+            downloaded = get(b"downloaded", b"0")
+            left = get(b"left")
             request = AnnounceRequest(
                 unquote_cached(info_hash), unquote_cached(peer_id), ip, int(port),
-                _counter(params, b"uploaded", 0), _counter(params, b"downloaded", 0),
-                _counter(params, b"left", None), event, numwant, DOOR_HTTP,
-                source_ip=source_ip)
-            if params.get(b"compact") == b"0":
+                int(uploaded) if uploaded.isdigit() and len(uploaded) <= MAX_COUNTER_DIGITS
+                else _counter(uploaded, b"uploaded"),
+                int(downloaded) if downloaded.isdigit() and len(downloaded) <= MAX_COUNTER_DIGITS
+                else _counter(downloaded, b"downloaded"),
+                int(left) if left is not None and left.isdigit() and len(left) <= MAX_COUNTER_DIGITS
+                else _counter(left, b"left"),
+                event, numwant, DOOR_HTTP, source_ip=source_ip)
+            if get(b"compact") == b"0":
                 request.compact = False
             if b"key" in params:
                 request.key = owner_key(unquote(params[b"key"]))

@@ -57,7 +57,11 @@ def parse_announce_query(query: bytes) -> Dict[bytes, bytes]:
     The announce reads a handful of values; only those are unescaped (with
     `unquote_cached`), by the caller. Escaped keys (`info%5Fhash`) are rare
     and legal: they take the slower full parse."""
-    params = dict([pair.partition(b"=")[::2] for pair in query.split(b"&")])
+    # A plain loop: faster than dict() over a list of partitions on both runtimes.
+    params = {}
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        params[key] = value
     if b"%" in b"&".join(params):
         params = {unquote(k): v for k, v in params.items()}
     return params
