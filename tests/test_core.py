@@ -451,3 +451,50 @@ def test_malloc_threshold_is_fixed_where_glibc_allows_it():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or not ctypes.util.find_library("c"):
         pytest.skip("glibc only")
     assert fix_malloc_threshold() is True
+
+
+# -- swarms kept only for their completion count -------------------------------------------
+
+
+def expire_all(core, now):
+    for _ in core.expire(now, 1000):
+        pass
+
+
+def test_a_completion_for_an_unknown_swarm_does_not_hold_a_place_under_max_swarms():
+    core = TrackerCore(TrackerSettings(interval_s=10, max_swarms=2))  # ttl 20 s
+    for n in (1, 2):
+        core.announce(announce_request(swarm=n, left=0, event=EVENT_COMPLETED), 0.0)
+    with pytest.raises(TrackerError) as refused:  # two swarms with a peer: the cap
+        core.announce(announce_request(swarm=3), 1.0)
+    assert refused.value.code == "swarm_limit"  # the door counts it: tracker_failures{reason=...}
+    expire_all(core, 30.0)  # their peers gone, their counts kept (scrape)
+    assert list(core.idle_swarms) == [info_hash(1), info_hash(2)]
+    assert core.scrape([info_hash(1)])[info_hash(1)].downloaded == 1
+    core.announce(announce_request(swarm=3), 31.0)
+    core.announce(announce_request(swarm=1, peer=2), 31.0)  # back: counted again
+    assert list(core.idle_swarms) == [info_hash(2)]
+    with pytest.raises(TrackerError):
+        core.announce(announce_request(swarm=4), 32.0)
+
+
+def test_idle_swarms_beyond_max_swarms_are_dropped_longest_idle_first():
+    core = TrackerCore(TrackerSettings(interval_s=10, max_swarms=2))
+    for n in (1, 2):
+        core.announce(announce_request(swarm=n, left=0, event=EVENT_COMPLETED), float(n))
+    expire_all(core, 30.0)
+    core.announce(announce_request(swarm=3, left=0, event=EVENT_COMPLETED), 31.0)
+    expire_all(core, 60.0)
+    assert list(core.idle_swarms) == [info_hash(2), info_hash(3)]
+    assert info_hash(1) not in core.swarms and core.stats.idle_swarms_dropped == 1
+    assert len(core.swarms) == 2
+
+
+def test_a_restored_swarm_without_peers_is_idle_and_one_with_peers_is_not():
+    core = TrackerCore(TrackerSettings(max_swarms=1))
+    core.restore_swarm(info_hash(1), 0.0, 5)
+    swarm = core.restore_swarm(info_hash(2), 0.0, 3)
+    core.restore_peer(swarm, peer_id(1), "10.0.0.1", 6881, 0, 1.0, "udp")
+    assert list(core.idle_swarms) == [info_hash(1)]
+    with pytest.raises(TrackerError):  # swarm 2 holds the one place
+        core.announce(announce_request(swarm=3), 2.0)

@@ -11,6 +11,7 @@ from twisted.internet import reactor
 
 from helpers import announce_request, info_hash, parse_options as parse, peer_id, tracker_config
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore, TrackerSettings
+from tracker.core.changes import ChangeBatch
 from tracker.service import makeService
 from tracker.store import MEMORY, SQLiteStore, StoreError, open_database, schema_version
 from tracker.store.database import latest_version, schema_dir
@@ -336,3 +337,17 @@ def test_ordinary_flushes_run_in_the_background_and_a_backlog_at_normal_priority
     assert "tracker-store" in large_thread and "background" not in large_thread
     assert small_nice == large_nice + store_service.STORE_THREAD_NICENESS
     assert sqlite_utils.Database(str(db))["peers"].count == 11
+
+
+def test_a_smaller_completion_count_does_not_overwrite_the_stored_one():
+    # A swarm dropped from memory while idle (TrackerCore._keep_idle) that comes
+    # back counts from 0 again; the file keeps the count it had.
+    store = SQLiteStore(open_database(MEMORY), MEMORY)
+    first, second = ChangeBatch(), ChangeBatch()
+    first.content[info_hash(1)] = (1.0, 5, None, None)
+    second.content[info_hash(1)] = (1.0, 1, "a.mp4", None)
+    store.write(first)
+    store.write(second)
+    restored = TrackerCore(TrackerSettings())
+    store.restore(restored, 2.0)
+    assert (restored.swarms[info_hash(1)].completed, restored.swarms[info_hash(1)].name) == (5, "a.mp4")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import random
+from collections import OrderedDict
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Set, Tuple
 
 import attr
@@ -124,13 +125,15 @@ class TrackerStats:
     door and reason (the core raises TrackerError with a reason; the door
     that answered it counts it, so the core need not know doors)."""
 
-    __slots__ = ("announces", "scrapes", "failures", "expired_peers")
+    __slots__ = ("announces", "scrapes", "failures", "expired_peers", "idle_swarms_dropped")
 
     def __init__(self) -> None:
         self.announces: Dict[str, int] = {}
         self.scrapes: Dict[str, int] = {}
         self.failures: Dict[Tuple[str, str], int] = {}  # (door, reason) -> count
         self.expired_peers = 0
+        # Swarms without peers dropped from memory, the idle table being full.
+        self.idle_swarms_dropped = 0
 
     def count_failure(self, reason: str, door: str) -> None:
         key = (door, reason)
@@ -194,6 +197,10 @@ class TrackerCore:
         self._packed_ips = BoundedCache()
         # The most swarms held since `swarms` was last rebuilt (see _compact_swarms).
         self._swarms_high = 0
+        # Swarms kept with no peer for their completion count (scrape's
+        # "downloaded"), longest idle first: not counted by --max-swarms, and
+        # no more of them than it allows (see _keep_idle).
+        self.idle_swarms: "OrderedDict[bytes, None]" = OrderedDict()
 
     def packed_ip(self, ip: str) -> bytes:
         """The 4 or 16 bytes of an address, remembered per IP."""
@@ -317,7 +324,7 @@ class TrackerCore:
             raise TrackerError("peer_limit", "this tracker holds as many peers as it may"
                                              " (--max-peers): try again later")
         if (new_swarm and settings.max_swarms is not None
-                and len(self.swarms) >= settings.max_swarms):
+                and len(self.swarms) - len(self.idle_swarms) >= settings.max_swarms):
             raise TrackerError("swarm_limit", "this tracker tracks as many torrents as it may"
                                               " (--max-swarms): try again later")
 
@@ -335,6 +342,8 @@ class TrackerCore:
             new = swarm is None
             if new:
                 swarm = self.swarms[req.info_hash] = Swarm(req.info_hash, None)
+            elif self.idle_swarms:
+                self.idle_swarms.pop(req.info_hash, None)
             swarm.set_solo(req.peer_id, compact, now, DOOR_CODES[req.door], seeder, req.key,
                            now if new else None)
             if new and self.changes is not None:
@@ -429,6 +438,8 @@ class TrackerCore:
                 count += 1
         if not swarm.completed:
             del self.swarms[info_hash]
+        elif not len(swarm):
+            self._keep_idle(info_hash)
         return count
 
     def pin(self, info_hash: bytes, peer_id: bytes, until: float) -> None:
@@ -562,11 +573,33 @@ class TrackerCore:
             if not len(swarm):
                 if not swarm.completed:
                     del self.swarms[info_hash]
-            elif swarm.solo is None and len(swarm) == 1:
+                else:
+                    self._keep_idle(info_hash)
+                continue
+            if self.idle_swarms:  # a peer came in another way (tracker/cluster)
+                self.idle_swarms.pop(info_hash, None)
+            if swarm.solo is None and len(swarm) == 1:
                 swarm.demote()  # its last peer goes back inline; the pool is freed
         self.stats.expired_peers += removed
         self._compact_swarms()
         yield removed
+
+    def _keep_idle(self, info_hash: bytes) -> None:
+        """Keep a swarm left without peers for its completion count, outside
+        --max-swarms (a flood of event=completed for random hashes would
+        otherwise fill the cap for good once its peers expire). Past as many
+        idle swarms as --max-swarms, the longest idle is dropped from memory:
+        its count stays in the database (which keeps the larger count if the
+        swarm comes back) and is restored at the next start."""
+        idle = self.idle_swarms
+        idle[info_hash] = None
+        cap = self.settings.max_swarms
+        while cap is not None and len(idle) > cap:
+            oldest, _ = idle.popitem(last=False)
+            swarm = self.swarms.get(oldest)
+            if swarm is not None and not len(swarm):
+                del self.swarms[oldest]
+                self.stats.idle_swarms_dropped += 1
 
     def _compact_swarms(self) -> None:
         """Rebuild `swarms` when it holds a quarter of what it once did: a dict
@@ -592,6 +625,8 @@ class TrackerCore:
         swarm.completed = completed
         swarm.name = name
         swarm.size = size
+        if completed:  # idle until a peer is restored into it (see restore_peer)
+            self.idle_swarms[info_hash] = None
         return swarm
 
     def describe_content(self, info_hash: bytes, name: Optional[str], size: Optional[int],
@@ -620,6 +655,8 @@ class TrackerCore:
         hand out windows of one client."""
         compact = self.compact_address(ip, port)
         self.peer_count += 1
+        if self.idle_swarms:
+            self.idle_swarms.pop(swarm.info_hash, None)
         if not len(swarm):
             # Alone in its swarm: held inline, with the swarm's first-seen time.
             swarm.set_solo(peer_id, compact, last_seen, DOOR_CODES.get(door, 0), left == 0,

@@ -31,7 +31,7 @@ _UPDATE_SEEN = "UPDATE peers SET last_seen = ? WHERE info_hash = ? AND peer_id =
 _DELETE_PEER = "DELETE FROM peers WHERE info_hash = ? AND peer_id = ?"
 _UPSERT_CONTENT = (
     "INSERT INTO content (info_hash, first_seen, completed, name, size) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed, "
+    "ON CONFLICT (info_hash) DO UPDATE SET completed = max(content.completed, excluded.completed), "
     "name = coalesce(excluded.name, content.name), size = coalesce(excluded.size, content.size)")
 _INSERT_COMPLETION = "INSERT OR IGNORE INTO completions (info_hash, peer_id, completed_at) VALUES (?, ?, ?)"
 _UPSERT_NODE = (
