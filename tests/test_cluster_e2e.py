@@ -403,12 +403,13 @@ def test_on_a_three_master_redis_cluster_each_instance_given_a_different_node(tm
         other, third = [n for n in range(3) if n != owner]
         # A: --redis-cluster, given a node that does not hold the keys: it asks.
         a = Instance(tmp_path, "a", SimpleNamespace(url=cluster.url(other)), "--redis-cluster")
-        assert ("Redis Cluster of 3 nodes: the tracker's keys are at 127.0.0.1:%d"
-                % cluster.ports[owner]) in a.process.output()
+        # (Logged while starting: the doors are bound, and so reachable, a moment before.)
+        eventually(lambda: ("Redis Cluster of 3 nodes: the tracker's keys are at 127.0.0.1:%d"
+                            % cluster.ports[owner]) in a.process.output(), "A's log line")
         # B: a cluster node given without --redis-cluster: followed, with a hint.
         b = Instance(tmp_path, "b", SimpleNamespace(url=cluster.url(third)))
-        assert "is a node of a Redis Cluster: following it to 127.0.0.1:%d; give --redis-cluster" \
-            % cluster.ports[owner] in b.process.output()
+        eventually(lambda: "is a node of a Redis Cluster: following it to 127.0.0.1:%d; give "
+                   "--redis-cluster" % cluster.ports[owner] in b.process.output(), "B's hint")
         a.announce(12, 1, 7071)
         eventually(lambda: 7071 in b.ports_seen_by(12), "peer from A at B")
         b.announce(12, 2, 7072)
@@ -430,8 +431,8 @@ def test_redis_cluster_given_a_single_redis_says_so_and_shares_through_it(tmp_pa
     a = Instance(tmp_path, "a", redis, "--redis-cluster")
     b = Instance(tmp_path, "b", redis)
     try:
-        assert "--redis-cluster: Redis at 127.0.0.1:%d is not a Redis Cluster node" % redis.port \
-            in a.process.output()
+        eventually(lambda: "--redis-cluster: Redis at 127.0.0.1:%d is not a Redis Cluster node"
+                   % redis.port in a.process.output(), "the log line")
         a.announce(13, 1, 7081)
         eventually(lambda: 7081 in b.ports_seen_by(13), "peer from A at B")
     finally:
@@ -464,8 +465,9 @@ def test_two_instances_share_swarms_over_tls_with_a_password_and_a_client_certif
         wrong = SimpleNamespace(url="rediss://:wrong@127.0.0.1:%d/0" % redis.port)
         c = Instance(tmp_path, "c", wrong, *tls)
         started.append(c)
-        assert re.search(r"Redis at rediss://:\*\*\*@127\.0\.0\.1:%d/0 refused this instance "
-                         r"\(WRONGPASS" % redis.port, c.process.output()), c.process.output()
+        eventually(lambda: re.search(r"Redis at rediss://:\*\*\*@127\.0\.0\.1:%d/0 refused this "
+                                     r"instance \(WRONGPASS" % redis.port, c.process.output()),
+                   "the refusal in C's log")
         c.announce(15, 1, 7093)
         assert 7093 in c.ports_seen_by(15)
     finally:
