@@ -85,9 +85,9 @@ def test_one_recvmmsg_returns_every_waiting_datagram_with_its_sender(sockets):
     batch = mmsg.DatagramBatch(BINDING, family, size=16)
     count = batch.receive(server.fileno())
     assert count == 10
-    got = [(batch.datagram(i), batch.source_tuple(i)[:2]) for i in range(count)]
+    got = [(batch.datagrams[i], batch.source_tuple(i)[:2]) for i in range(count)]
     assert got == [(data, sender[:2]) for data, sender in sent]
-    assert [batch.source(i) for i in range(count)] == [packed(family, s) for _, s in sent]
+    assert batch.senders == [packed(family, s) for _, s in sent]
     assert batch.receive(server.fileno()) == 0  # drained: no wait, no error
     assert (batch.stats.receive_calls, batch.stats.received) == (1, 10)
 
@@ -100,9 +100,9 @@ def test_a_batch_holds_at_most_its_size_and_the_rest_wait_for_the_next_call(sock
         a.sendto(b"%d" % k, server.getsockname())
     batch = mmsg.DatagramBatch(BINDING, family, size=4)
     assert batch.receive(server.fileno()) == 4
-    assert [batch.datagram(i) for i in range(4)] == [b"0", b"1", b"2", b"3"]
+    assert batch.datagrams == [b"0", b"1", b"2", b"3"]
     assert batch.receive(server.fileno()) == 3
-    assert [batch.datagram(i) for i in range(3)] == [b"4", b"5", b"6"]
+    assert batch.datagrams == [b"4", b"5", b"6"]
 
 
 @needs_binding
@@ -114,7 +114,7 @@ def test_one_sendmmsg_delivers_each_reply_to_its_sender_in_order(sockets):
     batch = mmsg.DatagramBatch(BINDING, family, size=8)
     count = batch.receive(server.fileno())
     for i in range(count):
-        batch.queue(i, b"reply to " + batch.datagram(i), server.fileno())
+        batch.queue(i, b"reply to " + batch.datagrams[i], server.fileno())
     assert batch.queued == 6
     assert batch.flush(server.fileno()) == 6
     assert (batch.stats.send_calls, batch.stats.sent, batch.queued) == (1, 6, 0)
@@ -124,19 +124,21 @@ def test_one_sendmmsg_delivers_each_reply_to_its_sender_in_order(sockets):
 
 @needs_binding
 @pytest.mark.parametrize("sockets", FAMILIES, indirect=True)
-def test_a_full_arena_sends_what_is_queued_first_and_a_reply_too_big_for_it_is_dropped(sockets):
-    family, server, a, _ = sockets
-    for k in range(3):
-        a.sendto(b"%d" % k, server.getsockname())
-    batch = mmsg.DatagramBatch(BINDING, family, size=4, arena_size=100)
-    batch.receive(server.fileno())
-    batch.queue(0, b"x" * 60, server.fileno())
-    batch.queue(1, b"y" * 60, server.fileno())  # does not fit beside the first: it went
-    assert (batch.stats.sent, batch.queued) == (1, 1)
-    batch.queue(2, b"z" * 101, server.fileno())
-    batch.flush(server.fileno())
-    assert (batch.stats.sent, batch.stats.dropped) == (2, 1)
-    assert [a.recv(200) for _ in range(2)] == [b"x" * 60, b"y" * 60]
+def test_a_full_queue_is_sent_first_and_a_reply_longer_than_its_slot_goes_whole(sockets):
+    family, server, a, b = sockets
+    a.sendto(b"from a", server.getsockname())
+    b.sendto(b"from b", server.getsockname())
+    batch = mmsg.DatagramBatch(BINDING, family, size=2, arena_size=100)  # 50-byte reply slots
+    assert batch.receive(server.fileno()) == 2
+    batch.queue(0, b"x" * 60, server.fileno())  # longer than a slot: sent from its own bytes
+    batch.queue(1, b"y" * 10, server.fileno())
+    batch.queue(1, b"z" * 20, server.fileno())  # the queue is full: the two above go first
+    assert (batch.stats.sent, batch.queued) == (2, 1)
+    batch.queue(0, b"w" * 30, server.fileno())  # slot 1 now answers a, slot 0 is in the arena
+    assert batch.flush(server.fileno()) == 2
+    assert [a.recv(200) for _ in range(2)] == [b"x" * 60, b"w" * 30]
+    assert [b.recv(200) for _ in range(2)] == [b"y" * 10, b"z" * 20]
+    assert (batch.stats.send_calls, batch.stats.sent, batch.stats.dropped) == (2, 4, 0)
 
 
 class FailingSend:
@@ -335,6 +337,21 @@ def test_a_full_batch_reads_again_and_every_datagram_is_answered():
         assert [struct.unpack_from(">II", r)[1] for r in replies] == list(range(10))
         stats = door.protocol.batch_stats
         assert (stats.receive_calls, stats.received) == (3, 10)
+    finally:
+        door.close()
+
+
+@needs_binding
+def test_one_datagram_in_sixteen_is_timed_across_batches():
+    door = Door(socket.AF_INET, "127.0.0.1", batch_size=64)
+    try:
+        door.protocol.until_sample = 3
+        door.exchange(*[PROTOCOL_ID + struct.pack(">II", 0, t) for t in range(10)])
+        assert sum(door.protocol.latency.counts) == 1  # the third
+        assert door.protocol.until_sample == 9
+        door.exchange(*[PROTOCOL_ID + struct.pack(">II", 0, t) for t in range(41)])
+        assert sum(door.protocol.latency.counts) == 1 + 3  # the 9th, 25th and 41st
+        assert door.protocol.until_sample == 16
     finally:
         door.close()
 
