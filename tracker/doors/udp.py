@@ -300,21 +300,23 @@ class UDPTrackerProtocol(DatagramProtocol):
          numwant, port) = fields
         if event > 3:
             raise TrackerError("invalid_event", "unknown event: use 0 to 3")
+        v4 = len(address) == 4
         source_ip = ""
-        if ip_field and self.settings.allow_ip_field and len(address) == 4:
+        if ip_field and v4 and self.settings.allow_ip_field:
             source_ip, ip = ip, socket.inet_ntoa(ip_field.to_bytes(4, "big"))
+        # All fields by position (the announce path is hot): ..., door, BEP 41
+        # URL data, the family of the peers wanted (6 bytes each over IPv4, 18
+        # over IPv6), compact, the key that proves the entry is the client's
+        # if its address changes (0: none), the source of a declared ip.
         request = AnnounceRequest(
             info_hash, peer_id, ip, port, uploaded, downloaded, left, event,
             None if numwant < 0 else numwant, DOOR_UDP,
             parse_options(data[ANNOUNCE_SIZE:]) if len(data) > ANNOUNCE_SIZE else b"",
-            # Peers of the requester's address family: 6 bytes each over IPv4, 18 over IPv6.
-            4 if len(address) == 4 else 6,
-            # The key proves the entry is the client's if its address changes (0: none).
-            key=key, source_ip=source_ip)
+            4 if v4 else 6, True, key, source_ip)
         result = self.core.announce(request, self.clock.seconds())
         return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, result.interval_s,
                                     result.incomplete, result.complete) + (
-            result.peers if len(address) == 4 else result.peers6)
+            result.peers if v4 else result.peers6)
 
     def _scrape(self, data: bytes, transaction_id: int) -> bytes:
         body = memoryview(data)[16:]
