@@ -7,9 +7,10 @@ import pytest
 
 from helpers import announce_request, info_hash, peer_id
 from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore, TrackerSettings
-from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, ChangeBatch,
-                                  Completion, ContentDescribed, ContentRows, MinuteTotals, ModeSet,
-                                  NodeSeen, PeerKeys, PeerRemoved, PeerRows, PeerSeen, PeerUpserted)
+from tracker.core.changes import (REMOVED, SEEN, UPSERT, AccessRuleAdded, AccessRuleRemoved,
+                                  BanAdded, ChangeBatch, Completion, ContentDescribed, MinuteTotals,
+                                  ModeSet, NodeSeen, PeerRemoved, PeerSeen, PeerUpserted,
+                                  peer_records)
 from tracker.store import MEMORY, SQLiteStore, open_database
 
 
@@ -92,45 +93,68 @@ def test_only_operator_changes_are_taken_as_operator_changes():
 # -- pending changes held packed ------------------------------------------------------
 
 
-def test_pending_changes_for_the_same_peer_coalesce_into_one_packed_entry():
+def test_pending_changes_for_the_same_peer_read_as_one_entry_its_latest_state():
     changes = ChangeLog()
     core = make_core(changes)
     core.announce(announce_request(peer=1, left=100, key=7), 1.0)
     core.announce(announce_request(peer=1, left=50, port=7000, key=7), 2.0)
     core.announce(announce_request(peer=1, left=0, ip="2001:db8::1", key=7), 3.0)
     batch = changes.take()
-    assert len(batch.peers.packed) == 1
-    assert batch.peers[(info_hash(1), peer_id(1))] == ("2001:db8::1", 6881, 0, 0, 0, 3.0, "http")
+    assert batch.packed and batch.peer_changes == 3 and batch.content_changes == 1
+    assert batch.peers == {(info_hash(1), peer_id(1)): ("2001:db8::1", 6881, 0, 0, 0, 3.0, "http")}
+    assert not batch.packed and batch.peer_log == bytearray()
 
 
-def test_packed_rows_read_and_write_like_the_dicts_and_sets_they_stand_for():
-    rows = PeerRows()
-    key = (info_hash(1), peer_id(2))
-    row = ("192.0.2.7", 65535, 2 ** 63 - 1, 5, 6, float("inf"), "line")
-    rows[key] = row
-    assert dict(rows) == {key: row} and key in rows and list(rows.sql_rows()) == [key + row]
-    assert rows.pop(key) == row and not rows
-    removed = PeerKeys([key])
-    assert set(removed) == {key} and removed.packed == {info_hash(1) + peer_id(2)}
-    content = ContentRows()
-    content[info_hash(1)] = (5.0, 0, None, None)
-    content[info_hash(2)] = (6.0, 2, "a.mp4", 10)
-    assert dict(content) == {info_hash(1): (5.0, 0, None, None), info_hash(2): (6.0, 2, "a.mp4", 10)}
-    assert isinstance(content.packed[info_hash(1)], bytes)
+def test_records_replay_in_order_a_peer_removed_then_back_is_there():
+    changes = ChangeLog()
+    core = make_core(changes)
+    core.announce(announce_request(peer=1), 1.0)
+    core.announce(announce_request(peer=2), 1.0)
+    core.announce(announce_request(peer=1, event=EVENT_STOPPED), 2.0)
+    core.announce(announce_request(peer=1), 3.0)
+    core.remove_peer(info_hash(1), peer_id(2))
+    core.pin(info_hash(1), peer_id(1), float("inf"))
+    batch = changes.take()
+    assert [kind for kind, _, _ in peer_records(batch.peer_log)] == [
+        UPSERT, UPSERT, REMOVED, UPSERT, REMOVED, SEEN]
+    assert batch.peers == {(info_hash(1), peer_id(1)): ("10.0.0.1", 6881, 100, 0, 0, float("inf"),
+                                                        "http")}
+    assert batch.removed == {(info_hash(1), peer_id(2))} and batch.seen == {}
+    store = SQLiteStore(open_database(MEMORY), MEMORY)
+    changes.give_back(batch)
+    store.write(changes.take())
+    restored = TrackerCore(TrackerSettings())
+    assert store.restore(restored, 4.0).peers == 1 and peer_id(1) in restored.swarms[info_hash(1)]
+
+
+def test_a_failed_batch_given_back_stays_before_newer_records():
+    changes = ChangeLog()
+    core = make_core(changes)
+    core.announce(announce_request(peer=1, port=1000), 1.0)
+    failed = changes.take()
+    core.announce(announce_request(peer=1, port=2000), 2.0)
+    changes.give_back(failed)
+    batch = changes.take()
+    assert batch.packed and batch.peers[(info_hash(1), peer_id(1))][1] == 2000
+
+
+def test_content_records_keep_names_sizes_and_none():
+    changes = ChangeLog()
+    core = make_core(changes)
+    core.describe_content(info_hash(1), "é.mp4", 2 ** 40, 5.0)
+    core.announce(announce_request(swarm=2), 6.0)
+    assert changes.take().content == {info_hash(1): (5.0, 0, "é.mp4", 2 ** 40),
+                                      info_hash(2): (6.0, 0, None, None)}
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="sys.getsizeof is CPython's")
-def test_a_pending_new_peer_and_its_swarm_take_under_300_bytes():
+def test_a_pending_new_peer_and_its_swarm_take_about_130_bytes_in_two_blocks():
     changes = ChangeLog()
     core = make_core(changes)
     for n in range(1000):
         core.announce(announce_request(swarm=n, ip="10.0.%d.%d" % (n >> 8, n & 255)), 1.0)
     batch = changes.take()
-    peers, content = batch.peers.packed, batch.content.packed
-    size = (sys.getsizeof(peers) + sys.getsizeof(content)
-            + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in peers.items())
-            + sum(sys.getsizeof(v) for v in content.values()))  # content keys are the swarms'
-    assert size / 1000 < 300
+    assert (len(batch.peer_log) + len(batch.content_log)) / 1000 < 140
 
 
 def test_a_store_writes_a_batch_whose_parts_a_consumer_set_as_plain_dicts():

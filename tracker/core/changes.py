@@ -6,11 +6,9 @@ takes the log every flush interval and turns the batch into its own writes
 off the reactor thread. Nothing in a batch refers to a live object: a swarm's
 content row is copied when it changes.
 
-A peer's row is kept by key, so a peer that announces ten times between two
-flushes is written once, with its latest state. Pending rows are packed
-(a 40-byte key and a short bytes value per peer, not a tuple of seven
-objects): under a flood of new peers the store falls behind and these wait
-by the hundred thousand (see `PeerRows`).
+Peer and content changes are written as packed records, in order, into two
+bytearrays per batch (see ChangeBatch); a consumer reading `batch.peers` and
+the like gets them as dicts, the latest state per key.
 
 With `coarsen_last_seen(R)`, the core does not record a re-announce that
 moves only a peer's last-seen time (its byte counters and bytes left may move
@@ -22,8 +20,7 @@ kept per peer for this: the core compares the old time with the new.
 from __future__ import annotations
 
 import struct
-from collections.abc import MutableMapping, MutableSet
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import attr
 
@@ -37,13 +34,18 @@ TotalsTuple = Tuple[int, int, int, int, int, int]
 
 _frozen = attr.s(slots=True, frozen=True)
 
-# A pending peer's key is info_hash + peer_id (info hashes are 20 bytes).
-HASH_WIDTH = 20
-# A pending peer's row: port, left, uploaded, downloaded, last seen, the
-# length of the address text; then the address and the door, as ASCII.
-_PEER_ROW = struct.Struct("<HQQQdB")
-# A content row with no name or size (a new swarm's): first seen, completed.
-_CONTENT_ROW = struct.Struct("<dq")
+# Records of a batch's peer log (ChangeBatch.peer_log), each a kind byte then:
+UPSERT, SEEN, REMOVED = 1, 2, 3
+# info_hash, peer_id, port, left, uploaded, downloaded, last seen, then the
+# lengths of the address and the door, which follow as ASCII;
+_UPSERT = struct.Struct("<B20s20sHQQQdBB")
+_SEEN_REC = struct.Struct("<B20s20sd")  # info_hash, peer_id, last seen
+_REMOVED_REC = struct.Struct("<B20s20s")  # info_hash, peer_id
+# A content log's record: info_hash, first seen, completed, size, the length
+# of the name (UTF-8, which follows); these stand for None:
+_CONTENT_REC = struct.Struct("<20sdqqI")
+NO_SIZE = -1
+NO_NAME = 0xFFFFFFFF
 
 
 # -- the kinds of change ---------------------------------------------------------------
@@ -171,176 +173,73 @@ Change = Union[PeerUpserted, PeerSeen, PeerRemoved, ContentDescribed, Completion
                MinuteTotals, OperatorChange]
 
 
-def _key(key: PeerKey) -> bytes:
-    return key[0] + key[1]
+class _Views:
+    """A batch's peer and content changes as dicts and a set, latest state
+    per key (what ChangeBatch's `peers`, `seen`, `removed`, `content` give)."""
+
+    __slots__ = ("peers", "seen", "removed", "content")
+
+    def __init__(self) -> None:
+        self.peers: Dict[PeerKey, PeerRow] = {}
+        self.seen: Dict[PeerKey, float] = {}
+        self.removed: Set[PeerKey] = set()
+        self.content: Dict[bytes, ContentRow] = {}
+
+    def replay(self, peer_log: bytes, content_log: bytes) -> None:
+        peers, seen, removed = self.peers, self.seen, self.removed
+        for kind, key, value in peer_records(peer_log):
+            if kind == UPSERT:
+                peers[key] = value
+                seen.pop(key, None)
+                removed.discard(key)
+            elif kind == SEEN:
+                row = peers.get(key)
+                if row is not None:
+                    peers[key] = row[:5] + (value,) + row[6:]
+                else:
+                    seen[key] = value
+            else:
+                peers.pop(key, None)
+                seen.pop(key, None)
+                removed.add(key)
+        for info_hash, row in content_records(content_log):
+            self.content[info_hash] = row
 
 
-def _split(packed_key: bytes) -> PeerKey:
-    return packed_key[:HASH_WIDTH], packed_key[HASH_WIDTH:]
-
-
-def pack_peer_row(row: PeerRow) -> bytes:
-    ip, port, left, uploaded, downloaded, last_seen, door = row
-    address = ip.encode("ascii")
-    return (_PEER_ROW.pack(port, left, uploaded, downloaded, last_seen, len(address)) + address
-            + door.encode("ascii"))
-
-
-def unpack_peer_row(value: bytes) -> PeerRow:
-    port, left, uploaded, downloaded, last_seen, width = _PEER_ROW.unpack_from(value)
-    at = _PEER_ROW.size
-    return (value[at:at + width].decode("ascii"), port, left, uploaded, downloaded, last_seen,
-            value[at + width:].decode("ascii"))
-
-
-def with_last_seen(value: bytes, last_seen: float) -> bytes:
-    """A packed peer row with another last-seen time."""
-    port, left, uploaded, downloaded, _, width = _PEER_ROW.unpack_from(value)
-    return (_PEER_ROW.pack(port, left, uploaded, downloaded, last_seen, width)
-            + value[_PEER_ROW.size:])
-
-
-class PeerRows(MutableMapping):
-    """Pending peer rows, key (info_hash, peer_id) -> PeerRow, read and
-    written as such, but held as two bytes objects per peer (about 210 bytes
-    with the dict's share, against about 420 for a tuple key and a row of
-    seven objects): a flood of new peers can leave hundreds of thousands
-    waiting for a store that falls behind."""
-
-    __slots__ = ("packed",)
-
-    def __init__(self, rows=()) -> None:
-        self.packed: Dict[bytes, bytes] = {}  # info_hash + peer_id -> pack_peer_row(row)
-        if rows:
-            self.update(rows)
-
-    def put(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> bytes:
-        """Set a row (the hot path's way); returns the packed key."""
-        key = info_hash + peer_id
-        self.packed[key] = pack_peer_row(row)
-        return key
-
-    def __setitem__(self, key: PeerKey, row: PeerRow) -> None:
-        self.packed[_key(key)] = pack_peer_row(row)
-
-    def __getitem__(self, key: PeerKey) -> PeerRow:
-        return unpack_peer_row(self.packed[_key(key)])
-
-    def __delitem__(self, key: PeerKey) -> None:
-        del self.packed[_key(key)]
-
-    def __contains__(self, key) -> bool:
-        return _key(key) in self.packed
-
-    def __iter__(self) -> Iterator[PeerKey]:
-        return map(_split, self.packed)
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-    def items(self) -> Iterator[Tuple[PeerKey, PeerRow]]:  # type: ignore[override]
-        for key, value in self.packed.items():
-            yield _split(key), unpack_peer_row(value)
-
-    def sql_rows(self) -> Iterator[tuple]:
-        """Each pending peer as PeerUpserted's fields, made as they are read."""
-        for key, value in self.packed.items():
-            yield (key[:HASH_WIDTH], key[HASH_WIDTH:]) + unpack_peer_row(value)
-
-
-class PeerTimes(MutableMapping):
-    """Pending last-seen times, (info_hash, peer_id) -> time, keyed packed."""
-
-    __slots__ = ("packed",)
-
-    def __init__(self, times=()) -> None:
-        self.packed: Dict[bytes, float] = {}
-        if times:
-            self.update(times)
-
-    def __setitem__(self, key: PeerKey, last_seen: float) -> None:
-        self.packed[_key(key)] = last_seen
-
-    def __getitem__(self, key: PeerKey) -> float:
-        return self.packed[_key(key)]
-
-    def __delitem__(self, key: PeerKey) -> None:
-        del self.packed[_key(key)]
-
-    def __contains__(self, key) -> bool:
-        return _key(key) in self.packed
-
-    def __iter__(self) -> Iterator[PeerKey]:
-        return map(_split, self.packed)
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-
-class PeerKeys(MutableSet):
-    """Pending removals, a set of (info_hash, peer_id) kept as packed keys: an
-    expiry sweep of a million peers leaves a million of them at once."""
-
-    __slots__ = ("packed",)
-
-    def __init__(self, keys=()) -> None:
-        self.packed = set(map(_key, keys))
-
-    def add(self, key: PeerKey) -> None:
-        self.packed.add(_key(key))
-
-    def discard(self, key: PeerKey) -> None:
-        self.packed.discard(_key(key))
-
-    def __contains__(self, key) -> bool:
-        return _key(key) in self.packed
-
-    def __iter__(self) -> Iterator[PeerKey]:
-        return map(_split, self.packed)
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-
-class ContentRows(MutableMapping):
-    """Pending content rows, info_hash -> ContentRow; a row with no name or
-    size (every new swarm's) is held packed in 16 bytes, the key being the
-    swarm's own info hash object."""
-
-    __slots__ = ("packed",)
-
-    def __init__(self, rows=()) -> None:
-        self.packed: Dict[bytes, Union[bytes, ContentRow]] = {}
-        if rows:
-            self.update(rows)
-
-    def set(self, info_hash: bytes, first_seen: float, completed: int, name: Optional[str],
-            size: Optional[int]) -> None:
-        if name is None and size is None:
-            self.packed[info_hash] = _CONTENT_ROW.pack(first_seen, completed)
+def peer_records(log: bytes) -> Iterator[Tuple[int, PeerKey, Any]]:
+    """(kind, key, row or last-seen time or None) for each record of a peer log, in order."""
+    at, end = 0, len(log)
+    while at < end:
+        kind = log[at]
+        if kind == UPSERT:
+            (_, info_hash, peer_id, port, left, up, down, seen, ip_len,
+             door_len) = _UPSERT.unpack_from(log, at)
+            at += _UPSERT.size
+            ip = log[at:at + ip_len].decode("ascii")
+            at += ip_len
+            door = log[at:at + door_len].decode("ascii")
+            at += door_len
+            yield kind, (info_hash, peer_id), (ip, port, left, up, down, seen, door)
+        elif kind == SEEN:
+            _, info_hash, peer_id, seen = _SEEN_REC.unpack_from(log, at)
+            at += _SEEN_REC.size
+            yield kind, (info_hash, peer_id), seen
         else:
-            self.packed[info_hash] = (first_seen, completed, name, size)
+            _, info_hash, peer_id = _REMOVED_REC.unpack_from(log, at)
+            at += _REMOVED_REC.size
+            yield kind, (info_hash, peer_id), None
 
-    def __setitem__(self, info_hash: bytes, row: ContentRow) -> None:
-        self.set(info_hash, *row)
 
-    def __getitem__(self, info_hash: bytes) -> ContentRow:
-        row = self.packed[info_hash]
-        if isinstance(row, bytes):
-            return _CONTENT_ROW.unpack(row) + (None, None)
-        return row
-
-    def __delitem__(self, info_hash: bytes) -> None:
-        del self.packed[info_hash]
-
-    def __contains__(self, info_hash) -> bool:
-        return info_hash in self.packed
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.packed)
-
-    def __len__(self) -> int:
-        return len(self.packed)
+def content_records(log: bytes) -> Iterator[Tuple[bytes, ContentRow]]:
+    at, end = 0, len(log)
+    while at < end:
+        info_hash, first_seen, completed, size, name_len = _CONTENT_REC.unpack_from(log, at)
+        at += _CONTENT_REC.size
+        name = None
+        if name_len != NO_NAME:
+            name = log[at:at + name_len].decode("utf-8")
+            at += name_len
+        yield info_hash, (first_seen, completed, name, None if size == NO_SIZE else size)
 
 
 class ChangeBatch:
@@ -359,27 +258,62 @@ class ChangeBatch:
     - `nodes`: node_id -> (ip, port, region, seen_at) (NodeSeen)
     - `operator`: the operator's changes, as records
 
-    `peers`, `seen`, `removed` and `content` hold their entries packed (see
-    PeerRows) but read and write like the dict or set they stand for; a
-    consumer may also put plain dicts and sets there.
+    The change log writes peer and content changes as packed records, in
+    order, into two bytearrays (`peer_log`, `content_log`): a flood of new
+    peers can leave hundreds of thousands waiting for a store that falls
+    behind, and as records they take about 90 and 40 bytes each, in two
+    blocks that go back to the system whole once written (as small objects
+    they took about 400 and 160 bytes, and left the memory they had
+    fragmented). A writer may replay the records in order (`peer_records`,
+    `content_records`); reading or setting `peers`, `seen`, `removed` or
+    `content` turns them into dicts and a set for good.
     """
 
-    __slots__ = ("peers", "seen", "removed", "content", "completions", "totals", "nodes",
-                 "operator")
+    __slots__ = ("peer_log", "peer_changes", "content_log", "content_changes", "_views",
+                 "completions", "totals", "nodes", "operator")
 
     def __init__(self) -> None:
-        self.peers: MutableMapping = PeerRows()
-        self.seen: MutableMapping = PeerTimes()
-        self.removed: MutableSet = PeerKeys()
-        self.content: MutableMapping = ContentRows()
+        self.peer_log = bytearray()
+        self.peer_changes = 0
+        self.content_log = bytearray()
+        self.content_changes = 0
+        self._views: Optional[_Views] = None
         self.completions: List[Tuple[bytes, bytes, float]] = []
         self.totals: List[TotalsTuple] = []
         self.nodes: Dict[str, Tuple[str, int, Optional[str], float]] = {}
         self.operator: List[OperatorChange] = []
 
+    @property
+    def packed(self) -> bool:
+        """Whether the peer and content changes are still records (not dicts)."""
+        return self._views is None
+
+    def views(self) -> _Views:
+        views = self._views
+        if views is None:
+            views = self._views = _Views()
+            views.replay(self.peer_log, self.content_log)
+            self.peer_log, self.content_log = bytearray(), bytearray()
+            self.peer_changes = self.content_changes = 0
+        return views
+
+    peers = property(lambda self: self.views().peers,
+                     lambda self, value: setattr(self.views(), "peers", value))
+    seen = property(lambda self: self.views().seen,
+                    lambda self, value: setattr(self.views(), "seen", value))
+    removed = property(lambda self: self.views().removed,
+                       lambda self, value: setattr(self.views(), "removed", value))
+    content = property(lambda self: self.views().content,
+                       lambda self, value: setattr(self.views(), "content", value))
+
     def __len__(self) -> int:
-        return (len(self.peers) + len(self.seen) + len(self.removed) + len(self.content)
-                + len(self.completions) + len(self.totals) + len(self.nodes) + len(self.operator))
+        views = self._views
+        if views is None:
+            changes = self.peer_changes + self.content_changes
+        else:
+            changes = len(views.peers) + len(views.seen) + len(views.removed) + len(views.content)
+        return (changes + len(self.completions) + len(self.totals) + len(self.nodes)
+                + len(self.operator))
 
     def __iter__(self) -> Iterator[Change]:
         for info_hash, content in self.content.items():
@@ -419,52 +353,63 @@ class ChangeLog:
 
     def forget_recent(self) -> None:
         """Kept for consumers that lost what they had been given: nothing is
-        remembered per peer any more (the core compares buckets), so a full
-        rewrite (tracker/store/service.py's record_everything) is enough."""
+        remembered per peer (the core compares buckets), so a full rewrite
+        (tracker/store/service.py's record_everything) is all it takes."""
 
     def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
         batch = self._batch
-        peers = batch.peers
-        if type(peers) is PeerRows:
-            peers.put(info_hash, peer_id, row)
-        else:
-            peers[(info_hash, peer_id)] = row
-        if batch.removed:
-            batch.removed.discard((info_hash, peer_id))
-        if batch.seen:
-            batch.seen.pop((info_hash, peer_id), None)
+        if batch._views is None:
+            ip, port, left, uploaded, downloaded, last_seen, door = row
+            address = ip.encode("ascii")
+            door_name = door.encode("ascii")
+            batch.peer_log += _UPSERT.pack(UPSERT, info_hash, peer_id, port, left, uploaded,
+                                           downloaded, last_seen, len(address), len(door_name))
+            batch.peer_log += address + door_name
+            batch.peer_changes += 1
+            return
+        key = (info_hash, peer_id)
+        batch.peers[key] = row
+        batch.removed.discard(key)
+        batch.seen.pop(key, None)
 
     def peer_seen(self, info_hash: bytes, peer_id: bytes, last_seen: float) -> None:
-        key = (info_hash, peer_id)
         batch = self._batch
-        peers = batch.peers
-        if type(peers) is PeerRows:
-            packed_key = info_hash + peer_id
-            value = peers.packed.get(packed_key)
-            if value is not None:
-                peers.packed[packed_key] = with_last_seen(value, last_seen)
-                return
-        elif key in peers:
-            peers[key] = peers[key][:5] + (last_seen,) + peers[key][6:]
+        if batch._views is None:
+            batch.peer_log += _SEEN_REC.pack(SEEN, info_hash, peer_id, last_seen)
+            batch.peer_changes += 1
             return
-        batch.seen[key] = last_seen
+        key = (info_hash, peer_id)
+        row = batch.peers.get(key)
+        if row is not None:
+            batch.peers[key] = row[:5] + (last_seen,) + row[6:]
+        else:
+            batch.seen[key] = last_seen
 
     def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
-        key = (info_hash, peer_id)
         batch = self._batch
-        if batch.peers:
-            batch.peers.pop(key, None)
-        if batch.seen:
-            batch.seen.pop(key, None)
+        if batch._views is None:
+            batch.peer_log += _REMOVED_REC.pack(REMOVED, info_hash, peer_id)
+            batch.peer_changes += 1
+            return
+        key = (info_hash, peer_id)
+        batch.peers.pop(key, None)
+        batch.seen.pop(key, None)
         batch.removed.add(key)
 
     def content_changed(self, swarm) -> None:
         """A swarm was created or its content row changed: copy the row now."""
-        content = self._batch.content
-        if type(content) is ContentRows:
-            content.set(swarm.info_hash, swarm.first_seen, swarm.completed, swarm.name, swarm.size)
-        else:
-            content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name, swarm.size)
+        batch = self._batch
+        if batch._views is None:
+            name, size = swarm.name, swarm.size
+            name_bytes = b"" if name is None else name.encode("utf-8")
+            batch.content_log += _CONTENT_REC.pack(
+                swarm.info_hash, swarm.first_seen, swarm.completed,
+                NO_SIZE if size is None else size, NO_NAME if name is None else len(name_bytes))
+            if name_bytes:
+                batch.content_log += name_bytes
+            batch.content_changes += 1
+            return
+        batch.content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name, swarm.size)
 
     def completed(self, swarm, peer_id: bytes, now: float) -> None:
         self.content_changed(swarm)
@@ -490,17 +435,23 @@ class ChangeLog:
     def give_back(self, batch: ChangeBatch) -> None:
         """Return a batch that could not be written; newer changes win."""
         current = self._batch
-        for key, peer in batch.peers.items():
-            if key not in current.peers and key not in current.removed:
-                current.peers[key] = peer
-        for key, seen in batch.seen.items():
-            if key not in current.peers and key not in current.removed:
-                current.seen.setdefault(key, seen)
-        for key in batch.removed:
-            if key not in current.peers and key not in current.seen:
-                current.removed.add(key)
-        for info_hash, content in batch.content.items():
-            current.content.setdefault(info_hash, content)
+        if batch.packed and current.packed:  # the older records first, then the newer
+            current.peer_log[:0] = batch.peer_log
+            current.content_log[:0] = batch.content_log
+            current.peer_changes += batch.peer_changes
+            current.content_changes += batch.content_changes
+        else:
+            for key, peer in batch.peers.items():
+                if key not in current.peers and key not in current.removed:
+                    current.peers[key] = peer
+            for key, seen in batch.seen.items():
+                if key not in current.peers and key not in current.removed:
+                    current.seen.setdefault(key, seen)
+            for key in batch.removed:
+                if key not in current.peers and key not in current.seen:
+                    current.removed.add(key)
+            for info_hash, content in batch.content.items():
+                current.content.setdefault(info_hash, content)
         current.completions[:0] = batch.completions
         current.totals[:0] = batch.totals
         current.operator[:0] = batch.operator
@@ -514,6 +465,20 @@ class ChangeLog:
         if not current:
             self._batch = batch
             return
+        if batch.packed and current.packed:
+            current.peer_log += batch.peer_log
+            current.content_log += batch.content_log
+            current.peer_changes += batch.peer_changes
+            current.content_changes += batch.content_changes
+        else:
+            self._absorb_views(current, batch)
+        current.completions.extend(batch.completions)
+        current.totals.extend(batch.totals)
+        current.nodes.update(batch.nodes)
+        current.operator.extend(batch.operator)
+
+    @staticmethod
+    def _absorb_views(current: ChangeBatch, batch: ChangeBatch) -> None:
         for key, row in batch.peers.items():
             current.peers[key] = row
             current.seen.pop(key, None)
@@ -529,7 +494,3 @@ class ChangeLog:
             current.seen.pop(key, None)
             current.removed.add(key)
         current.content.update(batch.content)
-        current.completions.extend(batch.completions)
-        current.totals.extend(batch.totals)
-        current.nodes.update(batch.nodes)
-        current.operator.extend(batch.operator)

@@ -4,14 +4,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from itertools import islice
+from itertools import groupby, islice
+from operator import itemgetter
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
-                                  NodeTokenRemoved, NodeTokenSet, PeerRows)
+                                  NodeTokenRemoved, NodeTokenSet, REMOVED, SEEN, UPSERT,
+                                  content_records, peer_records)
 from tracker.store.database import MEMORY
 from tracker.store.queries import StoreReader
 
@@ -47,6 +49,14 @@ _REMOVE_BAN = "DELETE FROM bans WHERE cidr = ?"
 _SET_TOKEN = "INSERT OR REPLACE INTO node_tokens (node_id, token, created_at) VALUES (?, ?, ?)"
 _REMOVE_TOKEN = "DELETE FROM node_tokens WHERE node_id = ?"
 _SET_MODE = "INSERT OR REPLACE INTO settings (key, value) VALUES ('access_mode', ?)"
+
+
+# A peer log record's statement, and its parameters from (key, row or time or None).
+_PEER_STATEMENTS = {
+    UPSERT: (_UPSERT_PEER, lambda key, row: key + row),
+    SEEN: (_UPDATE_SEEN, lambda key, seen: (seen,) + key),
+    REMOVED: (_DELETE_PEER, lambda key, _: key),
+}
 
 
 def operator_statement(change) -> Tuple[str, tuple]:
@@ -110,18 +120,41 @@ class _Writer:
             if skipped < size:
                 self._run(sql, chunk[skipped:])
 
+    def records(self, records: Iterable, count: int) -> None:
+        """A peer log's `count` records (ChangeBatch.peer_log), in order, a
+        chunk at a time; each run of one kind in a chunk is one statement."""
+        records = iter(records)
+        for start in range(0, count, WRITE_CHUNK):
+            size = min(WRITE_CHUNK, count - start)
+            skipped = self._skipped(size)
+            chunk = list(islice(records, size))[skipped:]
+            if not chunk:
+                continue
+            for kind, run in groupby(chunk, key=itemgetter(0)):
+                sql, parameters = _PEER_STATEMENTS[kind]
+                self._execute(sql, [parameters(key, value) for _, key, value in run])
+            self._pause()
+
     def _run(self, sql: str, rows: Sequence) -> None:
+        self._execute(sql, rows)
+        self._pause()
+
+    def _execute(self, sql: str, rows: Sequence) -> None:
         conn = self.conn
         if not conn.in_transaction:
             conn.execute("BEGIN")
         conn.executemany(sql, rows)
         self.pending += len(rows)
+
+    def _pause(self) -> None:
+        """Between chunks: commit a large transaction, stop at the deadline,
+        hand the interpreter lock to the reactor thread."""
         if self.pending >= TRANSACTION_ROWS:
             self.commit()
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.commit()
             raise _OutOfTime()
-        time.sleep(0)  # hand the interpreter lock to the reactor thread
+        time.sleep(0)
 
     def commit(self) -> None:
         if self.conn.in_transaction:
@@ -136,6 +169,24 @@ class _Writer:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+
+
+def write_peer_changes(writer: _Writer, batch: ChangeBatch) -> None:
+    """Content rows, then peers upserted, seen and removed: as the batch's
+    records, in order and unpacked a chunk at a time, or from the dicts a
+    consumer made of them (ChangeBatch)."""
+    if batch.packed:
+        writer.stream(_UPSERT_CONTENT, ((info_hash,) + row for info_hash, row
+                                        in content_records(batch.content_log)),
+                      batch.content_changes)
+        writer.records(peer_records(batch.peer_log), batch.peer_changes)
+        return
+    writer.rows(_UPSERT_CONTENT, [(info_hash,) + content
+                                  for info_hash, content in batch.content.items()])
+    writer.stream(_UPSERT_PEER, (key + row for key, row in batch.peers.items()), len(batch.peers))
+    writer.rows(_UPDATE_SEEN, [(seen, info_hash, peer_id)
+                               for (info_hash, peer_id), seen in batch.seen.items()])
+    writer.stream(_DELETE_PEER, batch.removed, len(batch.removed))
 
 
 @attr.s(slots=True, frozen=True)
@@ -210,15 +261,7 @@ class SQLiteStore:
         deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
         writer = _Writer(self.conn, skip, deadline)
         try:
-            if batch.content:
-                writer.rows(_UPSERT_CONTENT, [(info_hash,) + content
-                                              for info_hash, content in batch.content.items()])
-            peers = batch.peers
-            writer.stream(_UPSERT_PEER, peers.sql_rows() if isinstance(peers, PeerRows) else (
-                key + row for key, row in peers.items()), len(peers))
-            writer.rows(_UPDATE_SEEN, [(seen, info_hash, peer_id)
-                                       for (info_hash, peer_id), seen in batch.seen.items()])
-            writer.stream(_DELETE_PEER, batch.removed, len(batch.removed))
+            write_peer_changes(writer, batch)
             writer.rows(_INSERT_COMPLETION, batch.completions)
             writer.rows(_UPSERT_TOTALS, batch.totals)
             writer.rows(_UPSERT_NODE, [(node_id, ip, port, region, seen, seen)
