@@ -16,8 +16,6 @@ sys.path.insert(0, str(TOOLS))
 from bench import fanout, report, servers  # noqa: E402
 from bench.population import announce_path, torrent_hash  # noqa: E402
 
-pytestmark = pytest.mark.e2e
-
 SUBSCRIBERS = 500
 
 
@@ -28,6 +26,7 @@ def tracker(tmp_path):
     assert "Traceback" not in tracker.stop()
 
 
+@pytest.mark.e2e
 def test_every_subscribed_connection_reads_the_join(tracker):
     figures = fanout.run(tracker.line_port, tracker.port, tracker.pid, SUBSCRIBERS, pushes=2)
     assert figures["subscribers"] == SUBSCRIBERS
@@ -35,6 +34,7 @@ def test_every_subscribed_connection_reads_the_join(tracker):
     assert figures["rss_after"] > 0 and figures["rss_before"] > 0
 
 
+@pytest.mark.e2e
 def test_the_client_gives_up_on_an_event_that_never_comes(tracker):
     group = fanout.Subscribers(tracker.line_port, torrent_hash(0).hex(), 20)
     http = socket.create_connection(("127.0.0.1", tracker.port))
