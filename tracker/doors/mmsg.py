@@ -109,9 +109,11 @@ class DatagramBatch:
         ffi = self.ffi = binding.ffi
         self._recvmmsg = binding.recvmmsg
         self._sendmmsg = binding.sendmmsg
-        # cffi's own functions, not FFI's Python-level wrappers of them (one call less each).
-        self._unpack = ffi._backend.unpack
-        self._memmove = ffi._backend.memmove
+        # cffi's own functions, not FFI's Python-level wrappers of them (one
+        # call less each); the wrappers where a cffi has no such backend.
+        backend = getattr(ffi, "_backend", ffi)
+        self._unpack = getattr(backend, "unpack", ffi.unpack)
+        self._memmove = getattr(backend, "memmove", ffi.memmove)
         self.size = size
         self.family = family
         at, self.address_size, name_size = _ADDRESS_AT[family]
