@@ -1,8 +1,6 @@
 """The change log: typed values, coalescing per peer, hand-back after a failed write."""
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from helpers import announce_request, info_hash, peer_id
@@ -10,7 +8,7 @@ from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore,
 from tracker.core.changes import (REMOVED, SEEN, UPSERT, AccessRuleAdded, AccessRuleRemoved,
                                   BanAdded, ChangeBatch, Completion, ContentDescribed, MinuteTotals,
                                   ModeSet, NodeSeen, PeerRemoved, PeerSeen, PeerUpserted,
-                                  peer_records)
+                                  PACKED, peer_records)
 from tracker.store import MEMORY, SQLiteStore, open_database
 
 
@@ -102,7 +100,7 @@ def test_pending_changes_for_the_same_peer_read_as_one_entry_its_latest_state():
     batch = changes.take()
     assert batch.packed and batch.peer_changes == 3 and batch.content_changes == 1
     assert batch.peers == {(info_hash(1), peer_id(1)): ("2001:db8::1", 6881, 0, 0, 0, 3.0, "http")}
-    assert not batch.packed and batch.peer_log == bytearray()
+    assert not batch.packed and not batch.peer_log
 
 
 def test_records_replay_in_order_a_peer_removed_then_back_is_there():
@@ -147,7 +145,7 @@ def test_content_records_keep_names_sizes_and_none():
                                       info_hash(2): (6.0, 0, None, None)}
 
 
-@pytest.mark.skipif(sys.implementation.name != "cpython", reason="sys.getsizeof is CPython's")
+@pytest.mark.skipif(not PACKED, reason="records are packed under CPython only")
 def test_a_pending_new_peer_and_its_swarm_take_about_130_bytes_in_two_blocks():
     changes = ChangeLog()
     core = make_core(changes)

@@ -20,6 +20,7 @@ kept per peer for this: the core compares the old time with the new.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import attr
@@ -46,6 +47,14 @@ _REMOVED_REC = struct.Struct("<B20s20s")  # info_hash, peer_id
 _CONTENT_REC = struct.Struct("<20sdqqI")
 NO_SIZE = -1
 NO_NAME = 0xFFFFFFFF
+# CPython keeps a batch's records packed (as small objects they would fragment
+# memory the core could not reuse); PyPy, where packing is slow on the
+# announce path and whose moving collector does not fragment, as tuples in a list.
+PACKED = sys.implementation.name == "cpython"
+
+
+def new_log():
+    return bytearray() if PACKED else []
 
 
 # -- the kinds of change ---------------------------------------------------------------
@@ -208,6 +217,10 @@ class _Views:
 
 def peer_records(log: bytes) -> Iterator[Tuple[int, PeerKey, Any]]:
     """(kind, key, row or last-seen time or None) for each record of a peer log, in order."""
+    if type(log) is list:  # PyPy: (kind, info_hash, peer_id, value)
+        for kind, info_hash, peer_id, value in log:
+            yield kind, (info_hash, peer_id), value
+        return
     at, end = 0, len(log)
     while at < end:
         kind = log[at]
@@ -231,6 +244,9 @@ def peer_records(log: bytes) -> Iterator[Tuple[int, PeerKey, Any]]:
 
 
 def content_records(log: bytes) -> Iterator[Tuple[bytes, ContentRow]]:
+    if type(log) is list:  # PyPy: (info_hash, row)
+        yield from log
+        return
     at, end = 0, len(log)
     while at < end:
         info_hash, first_seen, completed, size, name_len = _CONTENT_REC.unpack_from(log, at)
@@ -273,9 +289,9 @@ class ChangeBatch:
                  "completions", "totals", "nodes", "operator")
 
     def __init__(self) -> None:
-        self.peer_log = bytearray()
+        self.peer_log = new_log()
         self.peer_changes = 0
-        self.content_log = bytearray()
+        self.content_log = new_log()
         self.content_changes = 0
         self._views: Optional[_Views] = None
         self.completions: List[Tuple[bytes, bytes, float]] = []
@@ -293,7 +309,7 @@ class ChangeBatch:
         if views is None:
             views = self._views = _Views()
             views.replay(self.peer_log, self.content_log)
-            self.peer_log, self.content_log = bytearray(), bytearray()
+            self.peer_log, self.content_log = new_log(), new_log()
             self.peer_changes = self.content_changes = 0
         return views
 
@@ -358,24 +374,28 @@ class ChangeLog:
 
     def peer_updated(self, info_hash: bytes, peer_id: bytes, row: PeerRow) -> None:
         batch = self._batch
-        if batch._views is None:
-            ip, port, left, uploaded, downloaded, last_seen, door = row
-            address = ip.encode("ascii")
-            door_name = door.encode("ascii")
-            batch.peer_log += _UPSERT.pack(UPSERT, info_hash, peer_id, port, left, uploaded,
-                                           downloaded, last_seen, len(address), len(door_name))
-            batch.peer_log += address + door_name
-            batch.peer_changes += 1
+        if batch._views is not None:
+            key = (info_hash, peer_id)
+            batch.peers[key] = row
+            batch.removed.discard(key)
+            batch.seen.pop(key, None)
             return
-        key = (info_hash, peer_id)
-        batch.peers[key] = row
-        batch.removed.discard(key)
-        batch.seen.pop(key, None)
+        batch.peer_changes += 1
+        if not PACKED:
+            batch.peer_log.append((UPSERT, info_hash, peer_id, row))
+            return
+        ip, port, left, uploaded, downloaded, last_seen, door = row
+        address = ip.encode("ascii")
+        door_name = door.encode("ascii")
+        batch.peer_log += _UPSERT.pack(UPSERT, info_hash, peer_id, port, left, uploaded,
+                                       downloaded, last_seen, len(address), len(door_name))
+        batch.peer_log += address + door_name
 
     def peer_seen(self, info_hash: bytes, peer_id: bytes, last_seen: float) -> None:
         batch = self._batch
         if batch._views is None:
-            batch.peer_log += _SEEN_REC.pack(SEEN, info_hash, peer_id, last_seen)
+            batch.peer_log += (_SEEN_REC.pack(SEEN, info_hash, peer_id, last_seen) if PACKED
+                               else [(SEEN, info_hash, peer_id, last_seen)])
             batch.peer_changes += 1
             return
         key = (info_hash, peer_id)
@@ -388,7 +408,8 @@ class ChangeLog:
     def peer_removed(self, info_hash: bytes, peer_id: bytes) -> None:
         batch = self._batch
         if batch._views is None:
-            batch.peer_log += _REMOVED_REC.pack(REMOVED, info_hash, peer_id)
+            batch.peer_log += (_REMOVED_REC.pack(REMOVED, info_hash, peer_id) if PACKED
+                               else [(REMOVED, info_hash, peer_id, None)])
             batch.peer_changes += 1
             return
         key = (info_hash, peer_id)
@@ -399,17 +420,22 @@ class ChangeLog:
     def content_changed(self, swarm) -> None:
         """A swarm was created or its content row changed: copy the row now."""
         batch = self._batch
-        if batch._views is None:
-            name, size = swarm.name, swarm.size
-            name_bytes = b"" if name is None else name.encode("utf-8")
-            batch.content_log += _CONTENT_REC.pack(
-                swarm.info_hash, swarm.first_seen, swarm.completed,
-                NO_SIZE if size is None else size, NO_NAME if name is None else len(name_bytes))
-            if name_bytes:
-                batch.content_log += name_bytes
-            batch.content_changes += 1
+        if batch._views is not None:
+            batch.content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name,
+                                              swarm.size)
             return
-        batch.content[swarm.info_hash] = (swarm.first_seen, swarm.completed, swarm.name, swarm.size)
+        batch.content_changes += 1
+        if not PACKED:
+            batch.content_log.append((swarm.info_hash, (swarm.first_seen, swarm.completed,
+                                                        swarm.name, swarm.size)))
+            return
+        name, size = swarm.name, swarm.size
+        name_bytes = b"" if name is None else name.encode("utf-8")
+        batch.content_log += _CONTENT_REC.pack(
+            swarm.info_hash, swarm.first_seen, swarm.completed,
+            NO_SIZE if size is None else size, NO_NAME if name is None else len(name_bytes))
+        if name_bytes:
+            batch.content_log += name_bytes
 
     def completed(self, swarm, peer_id: bytes, now: float) -> None:
         self.content_changed(swarm)

@@ -236,10 +236,11 @@ class PeerPool:
         """Whether `refresh` with these values would change nothing the store
         keeps but the last-seen time, and that within one `bucket_s`-second
         bucket (ChangeLog.coarsen_last_seen). Asked before the refresh."""
-        door_was, seen_was = _DOOR_SEEN.unpack_from(self.recs, pos * RECORD + _DOOR_AT)
-        w = self.addr_width
-        return (seen_was // bucket_s == seen // bucket_s and door_was == door
-                and (pos < self.seeders) == seeder and self.addrs[pos * w:(pos + 1) * w] == compact)
+        recs = self.recs
+        at = pos * RECORD
+        return (recs[at + _DOOR_AT] == door and (pos < self.seeders) == seeder
+                and _SEEN.unpack_from(recs, at + _SEEN_AT)[0] // bucket_s == seen // bucket_s
+                and self.addrs.startswith(compact, pos * self.addr_width))
 
     def set_seen(self, pos: int, seen: float) -> None:
         _SEEN.pack_into(self.recs, pos * RECORD + _SEEN_AT, seen)
@@ -524,9 +525,8 @@ class Swarm:
                              bucket_s: float) -> bool:
         """`PeerPool.only_seen_moves` for the solo peer."""
         solo = self.solo
-        flags, seen_was = _DOOR_SEEN.unpack_from(solo, _DOOR_AT)
-        return (seen_was // bucket_s == seen // bucket_s
-                and flags == (door | SOLO_SEEDER if seeder else door)
+        return (solo[_DOOR_AT] == (door | SOLO_SEEDER if seeder else door)
+                and _SEEN.unpack_from(solo, _SEEN_AT)[0] // bucket_s == seen // bucket_s
                 and len(solo) - SOLO_ADDR_AT == len(compact) and solo.endswith(compact))
 
     def set_solo_seen(self, seen: float) -> None:
