@@ -24,9 +24,10 @@ from tracker.doors.http import HTTPDoorSettings, HTTPTrackerFactory
 class Connected:
     """A door connection on a real `tcp.Server` over a socket pair; `client` is the other end."""
 
-    def __init__(self) -> None:
+    def __init__(self, close_in_read: bool = True) -> None:
         self.reactor = MemoryReactorClock()
         factory = HTTPTrackerFactory(TrackerCore(rng=random.Random(1)), Clock(), HTTPDoorSettings())
+        factory.close_in_read = close_in_read
         server_sock, self.client = socket.socketpair()
         server_sock.setblocking(False)
         self.client.settimeout(5)
@@ -123,3 +124,21 @@ def test_send_and_close_refuses_when_data_is_queued(conn):
     conn.transport.write(b"older")
     assert not send_and_close(conn.transport, b"reply")
     assert conn.transport.close_after_read is False
+
+
+def test_the_in_read_close_is_on_by_default_only_under_pypy():
+    import platform
+    assert HTTPTrackerFactory.close_in_read == (platform.python_implementation() == "PyPy")
+
+
+def test_without_the_in_read_close_a_closing_connection_ends_on_the_write_turn():
+    conn = Connected(close_in_read=False)
+    try:
+        assert conn.request(get(b"/scrape", headers=b"Connection: close\r\n")) is None
+        assert conn.transport.disconnecting and type(conn.transport) is tcp.Server
+        assert conn.received() == b""  # the reply waits in Twisted's buffer for the write turn
+        assert conn.transport.doWrite() is main.CONNECTION_DONE  # drained: the reactor then closes
+        assert conn.received().startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        conn.client.close()
+        conn.transport.socket.close()

@@ -22,7 +22,9 @@ from tracker.core import (
     DOOR_HTTP, EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED, MAX_COUNTER, NO_KEY,
     AnnounceRequest, TrackerCore, TrackerError,
 )
-from tracker.doors.fastwrite import can_close_in_read, send_and_close, send_now, supports_send_now
+from tracker.doors.fastwrite import (
+    CLOSE_IN_READ_BY_DEFAULT, can_close_in_read, send_and_close, send_now, supports_send_now,
+)
 from tracker.doors.admission import LimitedConnections
 from tracker.histogram import REQUEST_BUCKETS_S, REQUEST_SAMPLE_EVERY, Histogram
 from tracker.limits import RATE_LIMITED, RATE_LIMITED_MESSAGE
@@ -168,7 +170,7 @@ class HTTPTrackerProtocol(Protocol):
         self.external_ip = pack_ip(self.peer_ip)
         self.last_active = factory.now
         self._send_now = supports_send_now(self.transport)
-        self._close_in_read = can_close_in_read(self.transport)
+        self._close_in_read = factory.close_in_read and can_close_in_read(self.transport)
         self.behind_proxy = bool(self.settings.trusted_proxies) and in_networks(
             self.peer_ip, self.settings.trusted_proxies)
         self._forwarded: Optional[bytes] = None
@@ -521,6 +523,8 @@ class HTTPTrackerFactory(LimitedConnections, TimedConnections, Factory):
 
     # Requests per second per client address (None: no limit); the service sets it.
     rate_limiter = None
+    # End a closing connection within its last read (see tracker/doors/fastwrite.py).
+    close_in_read = CLOSE_IN_READ_BY_DEFAULT
 
     def refusal_message(self, text: str) -> bytes:
         body = text.encode("utf-8") + b"\n"
