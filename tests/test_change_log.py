@@ -8,7 +8,7 @@ from tracker.core import EVENT_COMPLETED, EVENT_STOPPED, ChangeLog, TrackerCore,
 from tracker.core.changes import (REMOVED, SEEN, UPSERT, AccessRuleAdded, AccessRuleRemoved,
                                   BanAdded, ChangeBatch, Completion, ContentDescribed, MinuteTotals,
                                   ModeSet, NodeSeen, PeerRemoved, PeerSeen, PeerUpserted,
-                                  PACKED, peer_records)
+                                  FIRST, PACKED, peer_records)
 from tracker.store import MEMORY, SQLiteStore, open_database
 
 
@@ -98,8 +98,9 @@ def test_pending_changes_for_the_same_peer_read_as_one_entry_its_latest_state():
     core.announce(announce_request(peer=1, left=50, port=7000, key=7), 2.0)
     core.announce(announce_request(peer=1, left=0, ip="2001:db8::1", key=7), 3.0)
     batch = changes.take()
-    assert batch.packed and batch.peer_changes == 3 and batch.content_changes == 1
+    assert batch.packed and batch.peer_changes == 3
     assert batch.peers == {(info_hash(1), peer_id(1)): ("2001:db8::1", 6881, 0, 0, 0, 3.0, "http")}
+    assert batch.content == {info_hash(1): (1.0, 0, None, None)}
     assert not batch.packed and not batch.peer_log
 
 
@@ -113,8 +114,9 @@ def test_records_replay_in_order_a_peer_removed_then_back_is_there():
     core.remove_peer(info_hash(1), peer_id(2))
     core.pin(info_hash(1), peer_id(1), float("inf"))
     batch = changes.take()
+    first = FIRST if PACKED else UPSERT  # the new swarm's content row in its first peer's record
     assert [kind for kind, _, _ in peer_records(batch.peer_log)] == [
-        UPSERT, UPSERT, REMOVED, UPSERT, REMOVED, SEEN]
+        first, UPSERT, REMOVED, UPSERT, REMOVED, SEEN]
     assert batch.peers == {(info_hash(1), peer_id(1)): ("10.0.0.1", 6881, 100, 0, 0, float("inf"),
                                                         "http")}
     assert batch.removed == {(info_hash(1), peer_id(2))} and batch.seen == {}
@@ -146,13 +148,13 @@ def test_content_records_keep_names_sizes_and_none():
 
 
 @pytest.mark.skipif(not PACKED, reason="records are packed under CPython only")
-def test_a_pending_new_peer_and_its_swarm_take_about_130_bytes_in_two_blocks():
+def test_a_pending_new_peer_and_its_swarm_take_about_90_bytes_in_two_blocks():
     changes = ChangeLog()
     core = make_core(changes)
     for n in range(1000):
         core.announce(announce_request(swarm=n, ip="10.0.%d.%d" % (n >> 8, n & 255)), 1.0)
     batch = changes.take()
-    assert (len(batch.peer_log) + len(batch.content_log)) / 1000 < 140
+    assert (len(batch.peer_log) + len(batch.content_log)) / 1000 < 100
 
 
 def test_a_store_writes_a_batch_whose_parts_a_consumer_set_as_plain_dicts():
@@ -164,3 +166,22 @@ def test_a_store_writes_a_batch_whose_parts_a_consumer_set_as_plain_dicts():
     assert store.write(batch) == 3
     restored = TrackerCore(TrackerSettings())
     assert store.restore(restored, 6.0).peers == 1
+
+
+def test_a_new_swarms_content_row_written_with_its_first_peer_and_later_changes_kept():
+    changes = ChangeLog()
+    core = make_core(changes)
+    core.announce(announce_request(swarm=1), 5.0)  # new swarm: one record for both
+    core.announce(announce_request(swarm=2, left=0, event=EVENT_COMPLETED), 6.0)
+    core.describe_content(info_hash(3), "a.mp4", None, 7.0)
+    core.announce(announce_request(swarm=3), 8.0)  # not new: its own upsert
+    batch = changes.take()
+    if PACKED:
+        assert batch.content_changes == 3 and batch.peer_changes == 3
+    store = SQLiteStore(open_database(MEMORY), MEMORY)
+    store.write(batch)
+    restored = TrackerCore(TrackerSettings())
+    store.restore(restored, 9.0)
+    assert [(s.first_seen, s.completed, s.name) for s in
+            (restored.swarms[info_hash(n)] for n in (1, 2, 3))] == [
+        (5.0, 0, None), (6.0, 1, None), (7.0, 0, "a.mp4")]

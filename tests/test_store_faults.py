@@ -128,6 +128,7 @@ def test_a_write_cut_short_by_its_budget_resumes_where_it_stopped(monkeypatch):
     store = SQLiteStore(open_database(MEMORY), MEMORY)
     changes = ChangeLog()
     core = TrackerCore(TrackerSettings(), changes=changes)
+    core.describe_content(info_hash(1), "a.mp4", None, 0.5)  # a content record of its own
     for n in range(95):
         core.announce(announce_request(peer=n, port=1000 + n), 1.0)
     batch = changes.take()
@@ -149,6 +150,7 @@ def test_a_large_batch_is_committed_in_parts(monkeypatch):
     store.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     changes = ChangeLog()
     core = TrackerCore(TrackerSettings(), changes=changes)
+    core.describe_content(info_hash(1), "a.mp4", None, 0.5)  # a content record of its own
     for n in range(59):
         core.announce(announce_request(peer=n, port=1000 + n), 1.0)
     store.write(changes.take())  # 60 rows: 1 content + 59 peers

@@ -12,7 +12,7 @@ import attr
 
 from tracker.core import AccessPolicy, ChangeBatch, TrackerCore
 from tracker.core.changes import (AccessRuleAdded, AccessRuleRemoved, BanAdded, BanRemoved, ModeSet,
-                                  NodeTokenRemoved, NodeTokenSet, REMOVED, SEEN, UPSERT,
+                                  NodeTokenRemoved, NodeTokenSet, FIRST, REMOVED, SEEN, UPSERT,
                                   content_records, peer_records)
 from tracker.store.database import MEMORY
 from tracker.store.queries import StoreReader
@@ -54,6 +54,7 @@ _SET_MODE = "INSERT OR REPLACE INTO settings (key, value) VALUES ('access_mode',
 # A peer log record's statement, and its parameters from (key, row or time or None).
 _PEER_STATEMENTS = {
     UPSERT: (_UPSERT_PEER, lambda key, row: key + row),
+    FIRST: (_UPSERT_PEER, lambda key, row: key + row),
     SEEN: (_UPDATE_SEEN, lambda key, seen: (seen,) + key),
     REMOVED: (_DELETE_PEER, lambda key, _: key),
 }
@@ -131,6 +132,10 @@ class _Writer:
             if not chunk:
                 continue
             for kind, run in groupby(chunk, key=itemgetter(0)):
+                run = list(run)
+                if kind == FIRST:  # the new swarm's content row first
+                    self._execute(_UPSERT_CONTENT, [(key[0], row[5], 0, None, None)
+                                                    for _, key, row in run])
                 sql, parameters = _PEER_STATEMENTS[kind]
                 self._execute(sql, [parameters(key, value) for _, key, value in run])
             self._pause()
