@@ -267,9 +267,6 @@ def makeService(config: Options, reactor=None) -> TrackerService:
         if replicator is not None:  # node ids bound across instances (tracker/cluster/nodes.py)
             top.line_sessions.bindings = replicator.node_bindings
             replicator.node_bindings.on_taken = top.line_sessions.taken_elsewhere
-        if replicator is not None:  # node ids bound across instances (tracker/cluster/nodes.py)
-            top.line_sessions.bindings = replicator.node_bindings
-            replicator.node_bindings.on_taken = top.line_sessions.taken_elsewhere
         line_factory = LineTrackerFactory(core, reactor, settings, top.line_sessions)
         top.line_factory = line_factory
         line_factory.limiter = limits.connections
