@@ -12,6 +12,7 @@ from tracker.core import (
     EVENT_COMPLETED, EVENT_STARTED, EVENT_STOPPED, TrackerCore, TrackerError,
     TrackerSettings,
 )
+from tracker.core.changes import ChangeLog
 from tracker.core.swarm import completion_key
 
 
@@ -498,3 +499,30 @@ def test_a_restored_swarm_without_peers_is_idle_and_one_with_peers_is_not():
     assert list(core.idle_swarms) == [info_hash(1)]
     with pytest.raises(TrackerError):  # swarm 2 holds the one place
         core.announce(announce_request(swarm=3), 2.0)
+
+
+def test_a_new_peer_is_refused_while_the_write_backlog_is_full_and_known_peers_go_on():
+    changes = ChangeLog()
+    core = make_core(max_write_backlog=3)
+    core.changes = core.store_log = changes
+    for n in range(1, 4):
+        core.announce(announce_request(swarm=1, peer=n, port=6000 + n), 10.0)
+    assert len(changes) >= 3
+    with pytest.raises(TrackerError) as refused:
+        core.announce(announce_request(swarm=2, peer=9, port=6009), 10.0)
+    assert refused.value.code == "write_backlog"
+    assert info_hash(2) not in core.swarms and core.peer_count == 3
+    # A peer already held still announces (and is recorded), and stops.
+    core.announce(announce_request(swarm=1, peer=1, port=6001, left=0), 11.0)
+    core.announce(announce_request(swarm=1, peer=2, port=6002, event=EVENT_STOPPED), 11.0)
+    assert core.peer_count == 2
+    changes.take()  # written
+    core.announce(announce_request(swarm=2, peer=9, port=6009), 12.0)
+    assert core.peer_count == 3
+
+
+def test_without_a_database_there_is_no_write_backlog_to_refuse_on():
+    core = make_core(max_write_backlog=1)
+    for n in range(1, 5):
+        core.announce(announce_request(swarm=n, peer=n), 10.0)
+    assert core.peer_count == 4

@@ -200,6 +200,19 @@ def test_numwant_above_the_cap_is_capped_whatever_its_size(core, numwant):
     assert len(reply[b"peers"]) == 200 * 6  # the default --max-numwant
 
 
+def test_a_full_write_backlog_refuses_new_peers_with_a_reason_and_a_count(clock):
+    from tracker.core import ChangeLog
+
+    core = TrackerCore(TrackerSettings(max_write_backlog=1), changes=ChangeLog(),
+                       rng=random.Random(1))
+    core.store_log = core.changes
+    factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings())
+    assert b"peers" in Client(factory, "10.0.0.1").announce(peer_id=peer_id(1))
+    reply = Client(factory, "10.0.0.2").announce(peer_id=peer_id(2))
+    assert reply[b"failure reason"] == b"this tracker is behind with writing its database: try again later"
+    assert core.stats.failures[("http", "write_backlog")] == 1 and core.peer_count == 1
+
+
 def test_over_the_memory_caps_new_swarms_and_peers_are_refused(clock):
     core = TrackerCore(TrackerSettings(max_swarms=1, max_peers=2), rng=random.Random(1))
     factory = HTTPTrackerFactory(core, clock, HTTPDoorSettings())

@@ -27,7 +27,7 @@ log = Logger()
 
 RELOADABLE = (
     "interval", "min-interval", "peer-ttl", "numwant", "max-numwant", "max-scrape-hashes",
-    "max-swarms", "max-peers",
+    "max-swarms", "max-peers", "max-write-backlog",
     "tracker-id", "warning-message", "trusted-proxy", "proxy-header", "allow-ip-param",
     "node-token",
 )
@@ -80,7 +80,8 @@ def apply(top, config: Options, values: Dict[str, Any], names: List[str]) -> Non
         core.settings, interval_s=config["interval"], min_interval_s=config["min-interval"],
         peer_ttl_s=config["peer-ttl"], default_numwant=config["numwant"],
         max_numwant=config["max-numwant"], max_scrape_hashes=config["max-scrape-hashes"],
-        max_swarms=config["max-swarms"], max_peers=config["max-peers"])
+        max_swarms=config["max-swarms"], max_peers=config["max-peers"],
+        max_write_backlog=config["max-write-backlog"])
     http = top.http_factory
     if http is not None:
         def utf8(text):

@@ -53,7 +53,7 @@ def core_settings(config: Options) -> TrackerSettings:
         max_numwant=config["max-numwant"],
         max_scrape_hashes=config["max-scrape-hashes"],
         max_swarms=config["max-swarms"],
-        max_peers=config["max-peers"],
+        max_peers=config["max-peers"], max_write_backlog=config["max-write-backlog"],
     )
 
 
@@ -237,9 +237,9 @@ def makeService(config: Options, reactor=None) -> TrackerService:
     if config["db"] != "off":
         # First child: restores the swarms before any door starts, stops after them.
         store = SQLiteStore(open_database(config["db"]), config["db"])
-        top.persistence = PersistenceService(
-            core, changes if store_log is None else store_log, store, reactor,
-            config["flush-interval"])
+        core.store_log = changes if store_log is None else store_log
+        top.persistence = PersistenceService(core, core.store_log, store, reactor,
+                                             config["flush-interval"])
         top.persistence.setServiceParent(top)
     if replicator is not None:
         # Next: loads the shared swarms (after the database's) before any door serves.

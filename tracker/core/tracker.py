@@ -62,6 +62,10 @@ class TrackerSettings:
     # refused (None: no cap; the service sizes them from the machine's memory).
     max_swarms = attr.ib(default=None)  # type: Optional[int]
     max_peers = attr.ib(default=None)  # type: Optional[int]
+    # A new peer is refused while this many changes wait to be written to the
+    # database (`TrackerCore.store_log`; None: no cap): what a crash may lose,
+    # and the write-behind's memory, stay bounded when the disk is slow or failing.
+    max_write_backlog = attr.ib(default=None)  # type: Optional[int]
 
     @property
     def effective_peer_ttl_s(self) -> int:
@@ -182,6 +186,9 @@ class TrackerCore:
         self.access = access if access is not None else AccessPolicy()
         # Where changes are recorded for the store (None: nothing is persisted).
         self.changes = changes
+        # The log the database writer takes from (this one, or the replicator's
+        # feed with --redis); its length is the write backlog (max_write_backlog).
+        self.store_log = None
         self.swarms: Dict[bytes, Swarm] = {}
         self.peer_count = 0
         self.stats = TrackerStats()
@@ -327,6 +334,11 @@ class TrackerCore:
                 and len(self.swarms) - len(self.idle_swarms) >= settings.max_swarms):
             raise TrackerError("swarm_limit", "this tracker tracks as many torrents as it may"
                                               " (--max-swarms): try again later")
+        store_log = self.store_log
+        if (store_log is not None and settings.max_write_backlog is not None
+                and len(store_log) >= settings.max_write_backlog):
+            raise TrackerError("write_backlog", "this tracker is behind with writing its "
+                                                "database: try again later")
 
     def _join(self, req: AnnounceRequest, swarm: Optional[Swarm], pool: Optional[PeerPool],
               pos: int, compact: bytes, seeder: bool, now: float):
