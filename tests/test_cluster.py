@@ -398,3 +398,26 @@ def test_a_node_that_moved_here_keeps_its_entries_when_its_old_instance_lets_go(
     assert b.swarms[info_hash(1)].get(peer_id(1)).last_seen == float("inf")
     # ... and says so again, so that A gets the entry back.
     assert to_b.reassert == {(info_hash(1), peer_id(1))}
+
+
+def test_a_copy_alone_in_its_swarm_stays_inline_and_watchers_see_it_join():
+    core = make_core(ChangeLog())
+    seen = []
+
+    class Watcher:
+        def swarm_changed(self, info_hash, peer, joined):
+            seen.append((peer.peer_id, peer.port, joined))
+    core.watch(info_hash(5), Watcher())
+    to = RemoteApplier(core, None, 65.0)
+    compact = bytes([10, 0, 0, 7]) + (7007).to_bytes(2, "big")
+    with unrecorded(core):
+        assert to.upsert("a", info_hash(5), peer_id(1), 100.0, 0, compact)
+        swarm = core.swarms[info_hash(5)]
+        assert swarm.solo is not None and core.peer_count == 1  # no pool for one peer
+        assert not to.upsert("a", info_hash(5), peer_id(1), 90.0, 0, compact)  # older: ignored
+        to.seen("a", info_hash(5), peer_id(1), 130.0)
+        assert swarm.solo is not None and core.replica_seen(info_hash(5), peer_id(1)) == 130.0
+        assert to.upsert("a", info_hash(5), peer_id(2), 131.0, 0x80, compact[:4] + b"\x1b\x5a")
+    assert swarm.solo is None and len(swarm) == 2 and swarm.seeders == 1
+    assert seen == [(peer_id(1), 7007, True), (peer_id(2), 7002, True)]
+    assert core.changes.take().peers == {}  # nothing recorded for the store as this instance's

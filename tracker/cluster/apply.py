@@ -27,7 +27,7 @@ from typing import Dict, Iterator, Optional, Set, Tuple
 from tracker.core import ChangeLog, TrackerCore
 from tracker.core import changes as ch
 from tracker.core.access import MODE_ALLOW
-from tracker.core.swarm import DOOR_NAMES, NO_KEY, Swarm
+from tracker.core.swarm import DOOR_NAMES, Swarm
 from tracker.cluster.codec import SEEDER_FLAG
 
 INFINITY = float("inf")
@@ -82,29 +82,12 @@ class RemoteApplier:
         if core.access.active and _refused(core.access, info_hash):
             self.ignored += 1
             return False
-        swarm = self._swarm(info_hash, seen)
-        pool, pos = swarm.locate(peer_id)
         door = flags & ~SEEDER_FLAG
-        seeder = bool(flags & SEEDER_FLAG)
         if door >= len(DOOR_NAMES):
             door = 0
-        rng = core._rng
-        if pool is not None:
-            if pool.seen(pos) > seen:
-                self.ignored += 1
-                return False
-            if pool.addr_width == len(compact):
-                pool.refresh(pos, compact, seen, door, seeder, NO_KEY, rng)
-                self._track_pin(origin, (info_hash, peer_id), seen)
-                self.applied += 1
-                return True
-            with unrecorded(core):
-                core.remove_peer(info_hash, peer_id)  # moved family: out, and in below
-        pool = swarm.pool_for(compact)
-        pos = pool.add(peer_id, compact, seen, door, seeder, rng)
-        core.peer_count += 1
-        if core._watchers:
-            core._notify(info_hash, pool.view(pos), True)
+        if not core.put_replica(info_hash, peer_id, compact, seen, door, bool(flags & SEEDER_FLAG)):
+            self.ignored += 1
+            return False
         self._track_pin(origin, (info_hash, peer_id), seen)
         self.applied += 1
         return True
@@ -141,29 +124,22 @@ class RemoteApplier:
     def seen(self, origin: str, info_hash: bytes, peer_id: bytes, seen: float) -> None:
         """Only the last-seen time: a refresh, or a CDN node's entry pinned or
         unpinned at its origin (an unpin lowers the time, and is applied)."""
-        swarm = self.core.swarms.get(info_hash)
-        if swarm is None:
+        core = self.core
+        current = core.replica_seen(info_hash, peer_id)
+        if current is None:
             return
-        pool, pos = swarm.locate(peer_id)
-        if pool is None:
-            return
-        current = pool.seen(pos)
         if current == INFINITY and not self._pinned_by(origin, (info_hash, peer_id)):
             self._pinned_elsewhere((info_hash, peer_id))  # not `origin`'s to unpin
             return
         if seen > current or current == INFINITY:
-            pool.set_seen(pos, seen)
+            core.set_replica_seen(info_hash, peer_id, seen)
             self._track_pin(origin, (info_hash, peer_id), seen)
             self.applied += 1
 
     def removed(self, origin: str, info_hash: bytes, peer_id: bytes, at: float) -> None:
-        swarm = self.core.swarms.get(info_hash)
-        if swarm is None:
+        current = self.core.replica_seen(info_hash, peer_id)
+        if current is None:
             return
-        pool, pos = swarm.locate(peer_id)
-        if pool is None:
-            return
-        current = pool.seen(pos)
         if current == INFINITY and not self._pinned_by(origin, (info_hash, peer_id)):
             self.ignored += 1  # a CDN node's entry that moved here (or elsewhere): not theirs
             self._pinned_elsewhere((info_hash, peer_id))
@@ -246,10 +222,9 @@ class RemoteApplier:
         """`origin` stopped beating: its pinned copies age from `since` (the
         grace period of a CDN node whose instance died). Returns how many."""
         count = 0
+        core = self.core
         for info_hash, peer_id in self.pinned.pop(origin, ()):
-            swarm = self.core.swarms.get(info_hash)
-            pool, pos = swarm.locate(peer_id) if swarm is not None else (None, -1)
-            if pool is not None and pool.seen(pos) == INFINITY:
-                pool.set_seen(pos, since)
+            if core.replica_seen(info_hash, peer_id) == INFINITY:
+                core.set_replica_seen(info_hash, peer_id, since)
                 count += 1
         return count

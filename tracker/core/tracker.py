@@ -677,6 +677,70 @@ class TrackerCore:
         swarm.pool_for(compact).add(peer_id, compact, last_seen, DOOR_CODES.get(door, 0),
                                     left == 0, self._rng)
 
+    # -- copies of other instances' peers (--redis, tracker/cluster/apply.py) ----
+    # Applied as given, never recorded (the caller holds `unrecorded`), and
+    # without promoting a swarm's inline peer into a pool.
+
+    def replica_seen(self, info_hash: bytes, peer_id: bytes) -> Optional[float]:
+        """The last-seen time this instance holds for a peer, or None."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return None
+        solo = swarm.solo
+        if solo is not None:
+            return swarm.solo_seen() if solo.startswith(peer_id) else None
+        pool, pos = swarm.find_pooled(peer_id)
+        return pool.seen(pos) if pool is not None else None
+
+    def set_replica_seen(self, info_hash: bytes, peer_id: bytes, seen: float) -> None:
+        """Set a held peer's last-seen time (a refresh, a pin or an unpin)."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return
+        solo = swarm.solo
+        if solo is not None:
+            if solo.startswith(peer_id):
+                swarm.set_solo_seen(seen)
+            return
+        pool, pos = swarm.find_pooled(peer_id)
+        if pool is not None:
+            pool.set_seen(pos, seen)
+
+    def put_replica(self, info_hash: bytes, peer_id: bytes, compact: bytes, seen: float,
+                    door: int, seeder: bool) -> bool:
+        """A peer's state from another instance: its entry here updated (the
+        owner key this instance may hold for it kept), or added as an announce
+        adds one (inline when alone in its swarm; watchers told). False, and
+        nothing changed, when this instance holds a newer state of it."""
+        held = self.replica_seen(info_hash, peer_id)
+        if held is not None:
+            if held > seen:
+                return False
+            swarm = self.swarms[info_hash]
+            if swarm.solo is not None:
+                swarm.refresh_solo(compact, seen, door, seeder, NO_KEY)
+                return True
+            pool, pos = swarm.find_pooled(peer_id)
+            if pool.addr_width == len(compact):
+                pool.refresh(pos, compact, seen, door, seeder, NO_KEY, self._rng)
+                return True
+            self.remove_peer(info_hash, peer_id)  # moved family: out, and in below
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            swarm = self.swarms[info_hash] = Swarm(info_hash, seen)
+        elif self.idle_swarms:
+            self.idle_swarms.pop(info_hash, None)
+        self.peer_count += 1
+        if not len(swarm):
+            swarm.set_solo(peer_id, compact, seen, door, seeder, NO_KEY)
+            self._joined_solo(swarm)
+            return True
+        pool = swarm.pool_for(compact)
+        pos = pool.add(peer_id, compact, seen, door, seeder, self._rng)
+        if self._watchers and info_hash in self._watchers:
+            self._notify(info_hash, pool.view(pos), True)
+        return True
+
     # -- figures --------------------------------------------------------------
 
     def totals(self) -> Dict[str, int]:
