@@ -136,11 +136,18 @@ def client_options(hostname: str, ca_file: Optional[str] = None, verify: bool = 
         return ssl.CertificateOptions(verify=False)
     trust = None  # the platform's trust store
     if ca_file is not None:
-        with open(ca_file, "rb") as f:
-            blocks = f.read().split(b"-----END CERTIFICATE-----")
-        certificates = [ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----")
-                        for block in blocks if b"-----BEGIN CERTIFICATE-----" in block]
-        if not certificates:
-            raise ValueError("no certificate in %s" % ca_file)
-        trust = ssl.trustRootFromCertificates(certificates)
+        trust = ssl.trustRootFromCertificates(load_certificates(ca_file))
     return ssl.optionsForClientTLS(hostname, trustRoot=trust)
+
+
+def load_certificates(path: str) -> list:
+    """Every certificate of a PEM file (Twisted `Certificate`s); ValueError if none."""
+    from twisted.internet import ssl
+
+    with open(path, "rb") as f:
+        blocks = f.read().split(b"-----END CERTIFICATE-----")
+    certificates = [ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----")
+                    for block in blocks if b"-----BEGIN CERTIFICATE-----" in block]
+    if not certificates:
+        raise ValueError("no certificate in %s" % path)
+    return certificates

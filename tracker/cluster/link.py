@@ -16,6 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 
 from tracker.cluster.resp import BlockingRedis, RedisError
 from tracker.cluster.url import RedisAddress
+from tracker.tls import load_certificates
 
 # Every key of the tracker carries this hash tag (tracker/cluster/snapshot.py), so
 # they share one slot of a Redis Cluster: the stream and the snapshot move together.
@@ -106,7 +107,11 @@ class RedisLink:
             raise ValueError("rediss:// needs the tls extra (pip install 'cdn-tracker[tls]'): %s" % e)
         trust = None  # the platform's trust store
         if self._ca:
-            trust = twisted_ssl.trustRootFromCertificates(_certificates(self._ca))
+            try:
+                found = load_certificates(self._ca)
+            except ValueError as e:
+                raise ValueError("rediss://: --redis-ca: %s" % e)
+            trust = twisted_ssl.trustRootFromCertificates(found)
         client = None
         if self._cert:
             with open(self._cert, "rb") as f:
@@ -116,18 +121,6 @@ class RedisLink:
                     pem += b"\n" + f.read()
             client = twisted_ssl.PrivateCertificate.loadPEM(pem)
         return trust, client
-
-
-def _certificates(path: str) -> list:
-    from twisted.internet import ssl as twisted_ssl
-
-    with open(path, "rb") as f:
-        blocks = f.read().split(b"-----END CERTIFICATE-----")
-    found = [twisted_ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----")
-             for block in blocks if b"-----BEGIN CERTIFICATE-----" in block]
-    if not found:
-        raise ValueError("rediss://: no certificate in --redis-ca %s" % path)
-    return found
 
 
 def parse_cluster_slots(ranges: Sequence[Any], slot: int) -> ClusterNodes:
