@@ -106,6 +106,19 @@ def accepts_connections(host: str, port: int) -> bool:
         return False
 
 
+def answers_udp(host: str, port: int) -> bool:
+    """True once the tracker's UDP door answers a BEP 15 connect (a datagram sent
+    before the port is bound is simply lost: HTTP accepting says nothing of UDP)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto((0x41727101980).to_bytes(8, "big") + b"\0\0\0\0\0\0\0\x07", (host, port))
+            return s.recv(64)[:8] == b"\0\0\0\0\0\0\0\x07"
+    except OSError:
+        return False
+
+
 def answers_http(host: str, port: int) -> bool:
     """True once the tracker's HTTP door answers (its port is bound before the restore ends)."""
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from e2e_clients import announce_target, get
 from helpers import bdecode, info_hash, peer_id
-from process import REPO, TrackerProcess, free_port, source_env, twistd_command
+from process import REPO, TrackerProcess, answers_udp, free_port, source_env, twistd_command
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,8 @@ def dual_stack_tracker(tmp_path):
     udp_port = free_port(socket.AF_INET6, socket.SOCK_DGRAM)
     tracker = TrackerProcess(["tracker", "--http", "tcp6:%d:interface=\\:\\:" % port,
                               "--udp", str(udp_port), "--line", "off", "--ws", "off", "--admin", "off"],
-                             tmp_path, [("127.0.0.1", port), ("::1", port)])
+                             tmp_path, [("127.0.0.1", port), ("::1", port)],
+                             ready=lambda: answers_udp("127.0.0.1", udp_port))
     tracker.udp_port = udp_port
     yield port, tracker
     assert tracker.stop()
