@@ -280,7 +280,7 @@ SETTINGS: List[Setting] = [
     Setting("max-peers", DEFAULT_MAX_PEERS, _positive_int,
             "most peers held; an announce that would add one more is refused "
             "(default: from this machine's memory)"),
-    Setting("max-write-backlog", 200000, _positive_int,
+    Setting("max-write-backlog", 50000, _positive_int,
             "changes waiting to be written to the database at most; while this many wait, "
             "an announce that would add a peer is refused (a slow or failing disk)"),
     Setting("allow-ip-param", False, _flag,

@@ -37,7 +37,11 @@ class Tracker:
                 "--db", db,
                 # The load generators send everything from one address: no
                 # per-address allowance or connection cap, as for opentracker.
-                "--request-rate", "0", "--max-connections-per-address", "1000000"] + extra_args
+                "--request-rate", "0", "--max-connections-per-address", "1000000",
+                # Filling a million peers as fast as they go outruns the store
+                # for a while: the population is filled, not refused (the full
+                # run of 27 November 2026 filled it under a cap of 200,000).
+                "--max-write-backlog", "10000000"] + extra_args
         # Ready when it answers: the port is bound before the swarms are restored.
         self.process = TrackerProcess(
             args, workdir, [], env=source_env(), python=python, prefix=pinned(SERVER_CORE),
