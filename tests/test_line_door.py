@@ -197,6 +197,21 @@ def test_entries_per_node_are_capped(core, clock):
     assert node.send("HAVE " + h3) == ["OK HAVE " + h3]
 
 
+def test_past_the_tracker_bounds_a_have_gets_503_and_the_node_stays(clock):
+    from tracker.core import ChangeLog
+
+    core = TrackerCore(TrackerSettings(max_write_backlog=1), changes=ChangeLog())
+    core.store_log = core.changes
+    node = Node(LineTrackerFactory(core, clock, LineDoorSettings()))
+    node.hello("edge-1")
+    core.changes.take()  # the node's own record, written
+    assert node.send("HAVE " + H1) == ["OK HAVE " + H1]
+    assert node.send("HAVE " + H2) == [
+        "ERR 503 this tracker is behind with writing its database: try again later"]
+    assert core.stats.failures[("line", "write_backlog")] == 1 and info_hash(2) not in core.swarms
+    assert node.send("PING") == ["PONG"]
+
+
 def test_commands_are_case_insensitive_and_blank_lines_ignored(factory):
     node = Node(factory)
     assert node.send("") == []

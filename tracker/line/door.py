@@ -34,6 +34,9 @@ from tracker.sessions import DEFAULT_MAX_ENTRIES, Session, SessionRefused, Sessi
 log = Logger()
 
 ACCESS_REFUSALS = {"content_not_allowed", "content_denied", "address_banned"}
+# The tracker's own bounds (--max-peers, --max-swarms, --max-write-backlog):
+# nothing wrong with the command, try again later.
+CAPACITY_REFUSALS = {"peer_limit", "swarm_limit", "write_backlog"}
 # The failure reason of an ERR code, for the refusals given no more precise one
 # (tracker_failures_total{door="line",reason}).
 CODE_REASONS = {400: "bad_command", 401: "bad_token", 403: "forbidden", 404: "unknown_command",
@@ -200,8 +203,9 @@ class LineTrackerProtocol(LineReceiver):
         except LineError as error:
             self._refuse(error)
         except TrackerError as error:
-            self._refuse(LineError(403 if error.code in ACCESS_REFUSALS else 400, error.message,
-                                   reason=error.code))
+            status = (403 if error.code in ACCESS_REFUSALS
+                      else 503 if error.code in CAPACITY_REFUSALS else 400)
+            self._refuse(LineError(status, error.message, reason=error.code))
         except SessionRefused as error:
             self._refuse(LineError(error.code, error.message, reason=error.reason))
         except Exception:
