@@ -79,6 +79,19 @@ SOLO_SEEDER = 0x80
 _NO_MORE = [0, None, None, None, None]
 
 
+def _rare_field(at: int, empty, doc: str) -> property:
+    """A Swarm field kept at `at` of its `_more` list: `empty` while there is no
+    list, and setting `empty` then makes none."""
+    def get(swarm):
+        more = swarm._more
+        return more[at] if more is not None else empty
+
+    def put(swarm, value) -> None:
+        if value != empty or swarm._more is not None:
+            swarm._set_more(at, value)
+    return property(get, put, doc=doc)
+
+
 def completion_key(peer_id: bytes) -> int:
     """A 64-bit fingerprint of a peer id (a collision among a swarm's
     completions is about one chance in 2^64 / n)."""
@@ -438,49 +451,13 @@ class Swarm:
         if more is None or more[4] is None:
             self._set_more(4, _SEEN.unpack_from(self.solo, SOLO_FIRST_AT)[0])
 
-    @property
-    def completed(self) -> int:
-        more = self._more
-        return more[0] if more is not None else 0
-
-    @completed.setter
-    def completed(self, value: int) -> None:
-        if value or self._more is not None:
-            self._set_more(0, value)
-
-    @property
-    def completed_by(self) -> Optional[array]:
-        """Who has been counted as completed, so each peer counts once: 64-bit
-        fingerprints of their peer ids, sorted (8 bytes a completion). None
-        until the first completion: most swarms never see one."""
-        more = self._more
-        return more[1] if more is not None else None
-
-    @completed_by.setter
-    def completed_by(self, value: Optional[array]) -> None:
-        if value is not None or self._more is not None:
-            self._set_more(1, value)
-
-    @property
-    def name(self) -> Optional[str]:
-        """Metadata that line-protocol nodes may give (HAVE name=... size=...)."""
-        more = self._more
-        return more[2] if more is not None else None
-
-    @name.setter
-    def name(self, value: Optional[str]) -> None:
-        if value is not None or self._more is not None:
-            self._set_more(2, value)
-
-    @property
-    def size(self) -> Optional[int]:
-        more = self._more
-        return more[3] if more is not None else None
-
-    @size.setter
-    def size(self, value: Optional[int]) -> None:
-        if value is not None or self._more is not None:
-            self._set_more(3, value)
+    # Kept in `_more` (made on the first value that is not the empty one).
+    completed = _rare_field(0, 0, "Completions counted (once per peer).")
+    completed_by = _rare_field(1, None, """Who has been counted as completed, so each
+        peer counts once: 64-bit fingerprints of their peer ids, sorted (8 bytes a
+        completion). None until the first completion: most swarms never see one.""")
+    name = _rare_field(2, None, "Metadata that line-protocol nodes may give (HAVE name=...).")
+    size = _rare_field(3, None, "Metadata that line-protocol nodes may give (HAVE size=...).")
 
     @property
     def first_seen(self) -> float:
